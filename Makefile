@@ -1,0 +1,60 @@
+# uniseg — two commands on a fresh machine: `make repro` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SEEDS  ?= 0 1 2 3 4
+
+.PHONY: help install repro test lint format bench seeds paper lock clean
+
+help:
+	@echo "make repro   install (once) and run the whole DVC pipeline on the embedded synthetic benchmark"
+	@echo "make test    install (once) and run lint + the test suite"
+	@echo "make bench   run the benchmarks, write reports/bench.json"
+	@echo "make seeds   run CE / Null BCE / C-R BCE over SEEDS='$(SEEDS)', write reports/headline.json"
+	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
+
+install: $(STAMP)
+
+# The lock pins every package (torch 2.14.1 + torchvision 0.29.1 included); the package itself is editable.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+	@echo
+	@echo "Done. Read reports/results.md (tables) and reports/figures/ (pictures);"
+	@echo "metrics: $(BIN)/dvc metrics show   plots: $(BIN)/dvc plots show"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --out reports/bench.json
+
+seeds: $(STAMP)
+	$(BIN)/python -m benchmarks.seeds --seeds $(SEEDS) --out reports/headline.json
+
+paper: $(STAMP)
+	$(BIN)/python -m stages.paper queue
+	$(BIN)/dvc queue start --jobs 1
+	$(BIN)/python -m stages.paper table --out reports/paper_tables.md
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^uniseg' > requirements.lock.new
+	( echo '# Exact versions used by CI and `make`: pip install -r requirements.lock (generated with pip freeze; regenerate with `make lock`).'; cat requirements.lock.new ) > requirements.lock
+	rm requirements.lock.new
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,90 @@
+"""The canonical dataset layout: what the download/ingest stage writes for every dataset, real or
+synthetic, and what the shard stage reads. Downstream stages never see a dataset's official layout.
+
+    data/raw/<name>/
+      dataset.json                  {"name", "source", "classes", "fallbacks", "splits", "world_classes"?}
+      <split>/<key>.jpg | .png      RGB image
+      <split>/<key>.label.png       uint8 "L": label-space indices (dataset.json classes), 255 = ignore
+      <split>/<key>.world.png       synthetic only: uint8 world-class ids (dataset.json world_classes)
+
+Splits are `train`, `val`, `test`. Keys are unique within a dataset and safe as file names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uniseg.errors import DataError
+from uniseg.fsio import write_json
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".jpg", ".png")
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    name: str
+    source: str  # "synthetic" | "real"
+    classes: list[str]  # label space, in label-space index order
+    splits: dict[str, int] = field(default_factory=dict)  # split -> image count
+    fallbacks: dict[str, str] = field(default_factory=dict)  # class -> union class used when absent
+    world_classes: list[str] | None = None  # synthetic only
+
+    def to_json(self) -> dict:
+        out = {
+            "name": self.name,
+            "source": self.source,
+            "classes": list(self.classes),
+            "splits": dict(self.splits),
+            "fallbacks": dict(self.fallbacks),
+        }
+        if self.world_classes is not None:
+            out["world_classes"] = list(self.world_classes)
+        return out
+
+
+def write_meta(root: str | Path, meta: DatasetMeta) -> None:
+    write_json(Path(root) / "dataset.json", meta.to_json())
+
+
+def read_meta(root: str | Path) -> DatasetMeta:
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the download stage for this dataset first (dvc repro)")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return DatasetMeta(
+            name=d["name"],
+            source=d["source"],
+            classes=list(d["classes"]),
+            splits=dict(d.get("splits", {})),
+            fallbacks=dict(d.get("fallbacks", {})),
+            world_classes=d.get("world_classes"),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a valid dataset description ({exc})") from None
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    key: str
+    image: Path
+    label: Path
+    world: Path | None
+
+
+def list_samples(root: str | Path, split: str) -> list[SampleFiles]:
+    """The samples of one split in the canonical layout, sorted by key."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        return []
+    out = []
+    for image in sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES and "." not in p.stem):
+        label = folder / f"{image.stem}.label.png"
+        world = folder / f"{image.stem}.world.png"
+        if not label.is_file():
+            raise DataError(f"{image}: has no label file {label.name}")
+        out.append(SampleFiles(image.stem, image, label, world if world.is_file() else None))
+    return out
