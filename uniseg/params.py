@@ -31,6 +31,7 @@ class DataParams:
 
 @dataclass(frozen=True)
 class SyntheticParams:
+    seed: int = 0  # the world's seed; separate from the training seed so `make seeds` reuses the data
     height: int = 128
     width: int = 256
     train_images: int = 240  # per training dataset
