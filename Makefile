@@ -47,9 +47,9 @@ seeds: $(STAMP)
 	$(BIN)/python -m benchmarks.seeds --seeds $(SEEDS) --out reports/headline.json
 
 paper: $(STAMP)
-	$(BIN)/python -m stages.paper queue
+	$(BIN)/python -m uniseg.experiments queue
 	$(BIN)/dvc queue start --jobs 1
-	$(BIN)/python -m stages.paper table --out reports/paper_tables.md
+	$(BIN)/python -m uniseg.experiments table --out reports/paper_tables.md
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^uniseg' > requirements.lock.new

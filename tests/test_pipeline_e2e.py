@@ -109,7 +109,11 @@ def test_committed_dvc_lock_is_not_stale():
             if not isinstance(change, dict):
                 continue
             for path, what in change.get("changed deps", {}).items():
-                if what == "modified" and (ROOT / path).exists() and not path.startswith(("data/", "models/")):
+                if (
+                    what == "modified"
+                    and (ROOT / path).exists()
+                    and not path.startswith(("data/", "models/"))
+                ):
                     stale.append(f"{stage}: {path}")
             if "changed params" in str(change) or "changed command" in str(change):
                 stale.append(f"{stage}: {change}")

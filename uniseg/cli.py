@@ -99,9 +99,13 @@ def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files or directories of images."),
     model: Path = typer.Option(..., "--model", help="Model file written by the pipeline (models/*.pt)."),
     out: Path = typer.Option(..., "--out", help="Output directory (nothing is written outside it)."),
-    label_space: str = typer.Option(None, "--label-space", help="Dataset whose classes to predict (default: the union)."),
+    label_space: str = typer.Option(
+        None, "--label-space", help="Dataset whose classes to predict (default: the union)."
+    ),
     multilabel_threshold: float = typer.Option(
-        None, "--multilabel-threshold", help="Let classes outside the label space override where their score exceeds T."
+        None,
+        "--multilabel-threshold",
+        help="Let classes outside the label space override where their score exceeds T.",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     height: int = typer.Option(0, "--height", help="Resize to this height before predicting (0 = as is)."),

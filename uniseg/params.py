@@ -26,7 +26,9 @@ BACKBONES = ("hrnet_w18_small", "hrnet_w18", "hrnet_w48")
 class DataParams:
     source: Literal["synthetic", "real"] = "synthetic"
     root: str = "data/downloads"  # where user-supplied archives/folders of real datasets live
-    skip_corrupt: bool = False  # skip unreadable/corrupt samples (listed in the stage summary) instead of failing
+    skip_corrupt: bool = (
+        False  # skip unreadable/corrupt samples (listed in the stage summary) instead of failing
+    )
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,18 @@ class SyntheticParams:
     val_images: int = 40  # per dataset (seen val split and unseen test sets)
 
     def validate(self, at: str) -> None:
-        _check(self.height >= 32 and self.height % 8 == 0, f"{at}.height", "an int >= 32, divisible by 8", self.height)
-        _check(self.width >= 32 and self.width % 8 == 0, f"{at}.width", "an int >= 32, divisible by 8", self.width)
+        _check(
+            self.height >= 32 and self.height % 8 == 0,
+            f"{at}.height",
+            "an int >= 32, divisible by 8",
+            self.height,
+        )
+        _check(
+            self.width >= 32 and self.width % 8 == 0,
+            f"{at}.width",
+            "an int >= 32, divisible by 8",
+            self.width,
+        )
         _check(self.train_images >= 1, f"{at}.train_images", "an int >= 1", self.train_images)
         _check(self.val_images >= 1, f"{at}.val_images", "an int >= 1", self.val_images)
 
@@ -90,7 +102,9 @@ class TrainParams:
 
     def validate(self, at: str) -> None:
         _check(len(self.datasets) >= 1, f"{at}.datasets", "a non-empty list of dataset names", self.datasets)
-        _check(len(set(self.datasets)) == len(self.datasets), f"{at}.datasets", "no duplicates", self.datasets)
+        _check(
+            len(set(self.datasets)) == len(self.datasets), f"{at}.datasets", "no duplicates", self.datasets
+        )
         _check(
             not self.weights or (len(self.weights) == len(self.datasets) and min(self.weights) > 0),
             f"{at}.weights",
@@ -103,7 +117,10 @@ class TrainParams:
         _check(0 <= self.momentum < 1, f"{at}.momentum", "a number in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, f"{at}.weight_decay", "a number >= 0", self.weight_decay)
         _check(
-            len(self.crop) == 2 and min(self.crop) >= 32, f"{at}.crop", "[height, width], each >= 32", self.crop
+            len(self.crop) == 2 and min(self.crop) >= 32,
+            f"{at}.crop",
+            "[height, width], each >= 32",
+            self.crop,
         )
         _check(
             len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1],

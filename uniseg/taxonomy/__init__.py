@@ -169,7 +169,9 @@ class Resolution:
         return [k for k, u in enumerate(self.union_index) if u is not None]
 
 
-def resolve(classes: Sequence[str], union_classes: Sequence[str], fallbacks: dict[str, str] | None = None) -> Resolution:
+def resolve(
+    classes: Sequence[str], union_classes: Sequence[str], fallbacks: dict[str, str] | None = None
+) -> Resolution:
     """Resolve a test label space against a model's union, by name, with explicit fallbacks.
 
     A class absent from the union (and without a fallback in it) is reported in `missing`; the other
