@@ -153,7 +153,6 @@ class RelabelParams:
 
 @dataclass(frozen=True)
 class RetrainParams:
-    enabled: bool = True
     init: Literal["base", "imagenet"] = "base"
     iters: int = 200
     lr: float = 0.001

@@ -1,0 +1,54 @@
+"""Stage train: the base model (loss = ce | bce | nullbce) on the union of train.datasets.
+
+With train.devices > 1 the stage re-launches itself under torchrun (one process per GPU)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from uniseg.data import read_spaces
+from uniseg.engine import TrainJob, relaunch_with_torchrun, train_model
+from uniseg.errors import exit_on_user_error
+from uniseg.params import load_params
+from uniseg.taxonomy import union
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
+    shards: Path = typer.Option(Path("data/shards"), help="Shard root."),
+    out: Path = typer.Option(Path("models/base.pt"), help="Model file to write."),
+) -> None:
+    with exit_on_user_error():
+        p = load_params(params)
+        relaunch_with_torchrun(p.train.devices, "stages.train", sys.argv[1:])
+        spaces = read_spaces(shards, p.train.datasets)
+        job = TrainJob(
+            loss=p.loss,
+            model=p.model,
+            train=p.train,
+            seed=p.seed,
+            iters=p.train.iters,
+            lr=p.train.lr,
+            optimizer=p.train.optimizer,
+            spaces=spaces,
+            union=union(spaces.values()),
+            shard_dirs=[shards / d for d in p.train.datasets],
+            model_path=out,
+            checkpoint_path=out.with_suffix(".ckpt"),
+            log_dir=Path("reports/train") / out.stem,
+        )
+        result = train_model(job)
+    typer.echo(
+        f"train {p.loss}: {result['iterations']} iterations in {result['seconds']:.0f}s "
+        f"({result['images'] / max(result['seconds'], 1e-9):.1f} images/s), final loss {result['final_loss']:.4f} -> {out}"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,169 @@
+"""Multi-dataset segmentation losses: CE, BCE, Null BCE (eq. 4) and class-relational BCE (eq. 8).
+
+Every loss takes logits [B, K, H, W] over the union, labels [B, H, W] (union indices, 255 = ignore) and
+dataset ids [B], and returns (sum, count): the sum of its per-pixel terms and the number of valid pixels.
+`normalise_loss` divides by the count summed over all DDP processes, so the gradient does not depend on
+how a batch is split across GPUs.
+
+The sigmoid losses never build a one-hot target: BCE(x, y) = softplus(x) - x*y, so the positive part is
+a gather of the logit at the label and only the softplus term runs over all (pixel, class) pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from uniseg import IGNORE
+from uniseg.errors import DataError, UserError, choices
+
+LOSSES: dict[str, Callable] = {}
+NULL, NEG, POS = -1, 0, 1  # entries of a relational target table
+
+
+def register_loss(name: str):
+    def wrap(factory):
+        LOSSES[name] = factory
+        return factory
+
+    return wrap
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Labels must be union indices in [0, K) or 255; anything else is a data error, not a silent NaN."""
+    bad = (labels != IGNORE) & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        value = int(labels[bad][0])
+        raise DataError(f"label value {value} is outside the union [0, {num_classes}) and is not 255 (ignore)")
+
+
+def _valid_and_safe(labels: torch.Tensor):
+    valid = labels != IGNORE
+    return valid, torch.where(valid, labels, torch.zeros_like(labels))
+
+
+@register_loss("ce")
+def _ce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+    """Softmax cross-entropy over the whole union (the paper's multi-dataset baseline, eq. 1)."""
+
+    def loss(logits, labels, dataset_ids):
+        total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE, reduction="sum")
+        return total, (labels != IGNORE).sum()
+
+    return loss
+
+
+def _positive_term(logits, safe, valid):
+    """sum over valid pixels of the logit at the label: [B,K,H,W], [B,H,W] -> scalar."""
+    return (logits.gather(1, safe.unsqueeze(1)).squeeze(1) * valid).sum()
+
+
+@register_loss("bce")
+def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+    """Sigmoid BCE over the whole union: every class outside the pixel's label is a negative."""
+
+    def loss(logits, labels, dataset_ids):
+        logits = logits.float()
+        valid, safe = _valid_and_safe(labels)
+        neg = (F.softplus(logits).sum(1) * valid).sum()
+        return neg - _positive_term(logits, safe, valid), valid.sum()
+
+    return loss
+
+
+@register_loss("nullbce")
+def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+    """Null BCE (eq. 4): sigmoid BCE only over the classes of the sample's own dataset; classes outside
+    its label space get exactly zero gradient."""
+    masks = dataset_masks.float()
+
+    def loss(logits, labels, dataset_ids):
+        logits = logits.float()
+        valid, safe = _valid_and_safe(labels)
+        own = masks.to(logits.device)[dataset_ids][:, :, None, None]  # [B, K, 1, 1]
+        neg = ((F.softplus(logits) * own).sum(1) * valid).sum()
+        return neg - _positive_term(logits, safe, valid), valid.sum()
+
+    return loss
+
+
+@register_loss("crbce")
+def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+    """Class-relational BCE (eq. 8): the target row of a pixel of class c from dataset d is targets[d, c]:
+    1 for c and its mined related classes, 0 for the other classes of d, null (no gradient) elsewhere."""
+    if targets is None:
+        raise UserError("loss crbce needs a relational target table (run the relabel stage)")
+    num_datasets, k = dataset_masks.shape
+    if tuple(targets.shape) != (num_datasets, k, k):
+        raise UserError(f"relational target table has shape {tuple(targets.shape)}, expected {(num_datasets, k, k)}")
+    # One row per (dataset, class): weights of the softplus term (counted) and of the -x term (positive).
+    counted = (targets != NULL).float().reshape(num_datasets * k, k)
+    positive = (targets == POS).float().reshape(num_datasets * k, k)
+
+    def loss(logits, labels, dataset_ids):
+        logits = logits.float()
+        valid, safe = _valid_and_safe(labels)
+        row = dataset_ids[:, None, None] * k + safe  # [B, H, W]
+        counted_px = F.embedding(row, counted.to(logits.device)).permute(0, 3, 1, 2)  # [B, K, H, W]
+        positive_px = F.embedding(row, positive.to(logits.device)).permute(0, 3, 1, 2)
+        per_pixel = (F.softplus(logits) * counted_px - logits * positive_px).sum(1)
+        return (per_pixel * valid).sum(), valid.sum()
+
+    return loss
+
+
+def build_loss(name: str, dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+    """The loss function `name`. dataset_masks: bool [D, K], True where union class k belongs to dataset
+    d's label space; targets: int8 [D, K, K] (crbce only)."""
+    if name not in LOSSES:
+        raise UserError(f"loss: unknown loss {name!r}; valid: {choices(LOSSES)}")
+    return LOSSES[name](dataset_masks, targets)
+
+
+def normalise_loss(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """total / (valid pixels over all processes). DDP averages gradients over processes, so the local
+    sum is scaled by the world size: the result is the global per-pixel mean."""
+    count = count.detach().to(torch.float64)
+    world = 1
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(count)
+        world = dist.get_world_size()
+    return total * world / count.clamp(min=1).to(total.dtype)
+
+
+def dataset_masks(union: Sequence[str], spaces: Sequence[Sequence[str]]) -> torch.Tensor:
+    """bool [D, K]: which union classes each dataset's label space holds."""
+    index = {c: k for k, c in enumerate(union)}
+    masks = torch.zeros(len(spaces), len(union), dtype=torch.bool)
+    for d, space in enumerate(spaces):
+        for c in space:
+            masks[d, index[c]] = True
+    return masks
+
+
+def relation_targets(
+    union: Sequence[str], spaces: Mapping[str, Sequence[str]], relations: Sequence[tuple[str, str, str]]
+) -> torch.Tensor:
+    """int8 [D, K, K] target table of eq. 8, datasets in the order of `spaces`.
+
+    relations: (dataset, primary, secondary) triples (the multi-label table). Row (d, c): 1 at c and at
+    every secondary of (d, c); 0 at the other classes of d; -1 (null) elsewhere."""
+    index = {c: k for k, c in enumerate(union)}
+    names = list(spaces)
+    masks = dataset_masks(union, [spaces[n] for n in names])
+    k = len(union)
+    table = torch.full((len(names), k, k), NULL, dtype=torch.int8)
+    table[masks[:, None, :].expand(-1, k, -1)] = NEG
+    eye = torch.eye(k, dtype=torch.bool)
+    table[:, eye] = POS
+    for dataset, primary, secondary in relations:
+        for name in (primary, secondary):
+            if name not in index:
+                raise DataError(f"relation {dataset}: {primary} -> {secondary}: class {name!r} is not in the model's union")
+        if dataset not in spaces:
+            raise DataError(f"relation for dataset {dataset!r}, which is not a training dataset ({choices(names)})")
+        table[names.index(dataset), index[primary], index[secondary]] = POS
+    return table

@@ -1,0 +1,48 @@
+"""Confusion matrix, IoU and mIoU.
+
+Hand-written on purpose: one `torch.bincount` over `target * n + pred` is the whole accumulation (the
+fastest form on CPU and GPU; `make bench` compares it with a plain bincount reference), and it
+accumulates in float64 so that billions of pixels (1080p evaluation) stay exact.
+
+mIoU is the mean IoU over the evaluated classes that occur in the ground truth or in the prediction
+(a class that is in neither has IoU 0/0 and is left out); `count` reports how many classes that was.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
+    """float64 [n, n], rows = ground truth, columns = prediction. Pixels whose target is outside
+    [0, n) (ignore, excluded classes) are not counted; pred must lie in [0, n)."""
+    target = target.reshape(-1).long()
+    pred = pred.reshape(-1).long()
+    keep = (target >= 0) & (target < n)
+    idx = target[keep] * n + pred[keep]
+    return torch.bincount(idx, minlength=n * n).reshape(n, n).to(torch.float64)
+
+
+def all_reduce_(conf: torch.Tensor) -> torch.Tensor:
+    """Sum a confusion matrix over DDP processes (no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(conf)
+    return conf
+
+
+def iou_per_class(conf: torch.Tensor) -> torch.Tensor:
+    """float64 [n]: IoU of each class; NaN where the class is in neither ground truth nor prediction."""
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, float("nan")))
+
+
+def mean_iou(conf: torch.Tensor, classes: list[int] | None = None) -> tuple[float, int]:
+    """(mIoU in percent, number of classes averaged) over `classes` (default: all) that occur."""
+    iou = iou_per_class(conf)
+    if classes is not None:
+        iou = iou[classes]
+    present = ~torch.isnan(iou)
+    count = int(present.sum())
+    return (100.0 * float(iou[present].mean()) if count else float("nan")), count

@@ -1,0 +1,202 @@
+"""HRNetV2 segmentation network on timm's HRNet feature extractor, with a linear or cosine classifier.
+
+The four raw HRNet branches (strides 4, 8, 16, 32) are upsampled to stride 4, concatenated, mixed by a
+1x1 conv + BN + ReLU (the HRNetV2 head), classified per pixel and upsampled to the input size.
+The cosine classifier (UniSeg, Sec. 3.3) is t * <f/|f|, w/|w|>: its logits are bounded by +-t and its
+per-class cosines are what the relation-mining stage reads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uniseg.errors import UserError, choices
+from uniseg.fsio import atomic_path
+
+BACKBONES = ("hrnet_w18_small", "hrnet_w18", "hrnet_w48")
+CLASSIFIERS = ("linear", "cosine")
+MODEL_FORMAT = "uniseg-model"
+MODEL_VERSION = 1
+# ImageNet statistics used by timm's HRNet weights; images are normalised with them everywhere.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What inference needs besides the weights (stored in the model file)."""
+
+    classes: list[str]  # the union, in output-channel order
+    backbone: str
+    classifier: str
+    t: float
+    loss: str  # ce | bce | nullbce | crbce: softmax (ce) or sigmoid scores
+    datasets: list[str] = field(default_factory=list)  # training datasets
+    spaces: dict[str, list[str]] = field(default_factory=dict)  # their label spaces
+
+    @property
+    def sigmoid(self) -> bool:
+        return self.loss != "ce"
+
+
+class CosineClassifier(nn.Module):
+    """logits = t * cos(feature, class weight); no bias. Output in [-t, t]."""
+
+    def __init__(self, channels: int, num_classes: int, t: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_classes, channels) * 0.01)
+        self.t = t
+
+    def cosine(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats [B, C, h, w] -> cosines [B, K, h, w] in [-1, 1]."""
+        f = F.normalize(feats, dim=1)
+        w = F.normalize(self.weight, dim=1)
+        return torch.einsum("bchw,kc->bkhw", f, w)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.t * self.cosine(feats)
+
+
+class LinearClassifier(nn.Module):
+    """A 1x1 conv. The bias starts at the prior -log(K-1) (p = 1/K under a sigmoid): with a zero bias,
+    sigmoid losses spend their first iterations only pushing every class down (see README, "BCE prior")."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, num_classes, 1)
+        nn.init.normal_(self.conv.weight, std=0.01)
+        nn.init.constant_(self.conv.bias, -math.log(max(num_classes - 1, 1)))
+
+    def cosine(self, feats: torch.Tensor) -> torch.Tensor:
+        """The same cosine as the cosine classifier, from normalised features and weights (bias unused)."""
+        f = F.normalize(feats, dim=1)
+        w = F.normalize(self.conv.weight.flatten(1), dim=1)
+        return torch.einsum("bchw,kc->bkhw", f, w)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.conv(feats)
+
+
+class SegModel(nn.Module):
+    """x: normalised images [B, 3, H, W] -> logits [B, K, H, W]."""
+
+    def __init__(self, encoder: nn.Module, channels: list[int], classifier: str, num_classes: int, t: float):
+        super().__init__()
+        self.encoder = encoder
+        width = sum(channels)
+        self.head = nn.Sequential(
+            nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        if classifier == "cosine":
+            self.classifier = CosineClassifier(width, num_classes, t)
+        else:
+            self.classifier = LinearClassifier(width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel features at stride 4: [B, C, H/4, W/4]."""
+        branches = self.encoder(x)
+        size = branches[0].shape[-2:]
+        up = [branches[0]] + [F.interpolate(b, size=size, mode="bilinear", align_corners=False) for b in branches[1:]]
+        return self.head(torch.cat(up, dim=1))
+
+    def cosine(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] -> cosine similarity of each pixel feature with each class weight, [B, K, h, w]."""
+        return self.classifier.cosine(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.classifier(self.features(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _create_encoder(backbone: str, pretrained: str) -> nn.Module:
+    import timm
+
+    kwargs = dict(features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
+    if pretrained == "none":
+        return timm.create_model(backbone, pretrained=False, **kwargs)
+    if pretrained == "timm":
+        # Fail fast instead of hanging when the hub is unreachable.
+        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+        try:
+            return timm.create_model(backbone, pretrained=True, **kwargs)
+        except Exception as exc:  # network, hub or cache errors all mean the same to the user
+            raise UserError(
+                f"model.pretrained=timm: could not get ImageNet weights for {backbone} from the timm hub "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). Offline? Download the checkpoint "
+                f"where the hub is reachable (timm.create_model('{backbone}', pretrained=True) caches it), then "
+                "set model.pretrained to the .pth/.safetensors file path"
+            ) from None
+    path = Path(pretrained)
+    if not path.is_file():
+        raise UserError(f"model.pretrained: {pretrained!r} is not a file (use none, timm or a checkpoint path)")
+    try:
+        return timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    except Exception as exc:
+        raise UserError(
+            f"model.pretrained: {path} is not an ImageNet checkpoint of {backbone} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        ) from None
+
+
+def build_model(backbone: str, classifier: str, num_classes: int, t: float = 20.0, pretrained: str = "none"):
+    """An HRNetV2 SegModel with `num_classes` outputs (the size of the training union)."""
+    if backbone not in BACKBONES:
+        raise UserError(f"model.backbone: unknown backbone {backbone!r}; valid: {choices(BACKBONES)}")
+    if classifier not in CLASSIFIERS:
+        raise UserError(f"model.classifier: unknown classifier {classifier!r}; valid: {choices(CLASSIFIERS)}")
+    if num_classes < 2:
+        raise UserError(f"the model needs at least 2 classes, got {num_classes}")
+    encoder = _create_encoder(backbone, pretrained)
+    return SegModel(encoder, list(encoder.feature_info.channels()), classifier, num_classes, t)
+
+
+def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> None:
+    """Weights + ModelInfo, written atomically; loadable with torch.load(weights_only=True)."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "info": asdict(info), "state_dict": state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_model_file(path: str | Path) -> tuple[dict, ModelInfo]:
+    """The state dict and ModelInfo of a model file; never runs code from the file (weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path}: not a uniseg model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise UserError(f"{path}: not a uniseg model file (no '{MODEL_FORMAT}' header)")
+    if payload.get("version") != MODEL_VERSION:
+        raise UserError(
+            f"{path}: model file version {payload.get('version')} is not supported by this uniseg "
+            f"(expects {MODEL_VERSION}); retrain it or use the matching uniseg version"
+        )
+    try:
+        info = ModelInfo(**payload["info"])
+    except TypeError as exc:
+        raise UserError(f"{path}: model file has an invalid info block ({exc})") from None
+    return payload["state_dict"], info
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[SegModel, ModelInfo]:
+    """A ready-to-use model (eval mode, on `device`) and its ModelInfo, from the model file alone."""
+    state, info = read_model_file(path)
+    model = build_model(info.backbone, info.classifier, len(info.classes), info.t, pretrained="none")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not fit {info.backbone}/{info.classifier} ({str(exc)[:160]})") from None
+    return model.to(device).eval(), info
