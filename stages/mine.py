@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from uniseg.data import EvalSet, iter_batches, make_eval_loader, read_spaces
+from uniseg.data import EvalSet, iter_batches, make_eval_loader
+from uniseg.datasets.layout import read_spaces
 from uniseg.errors import DataError, exit_on_user_error
 from uniseg.params import load_params
 from uniseg.relations import mine_similarities, similarity_table, write_similarity
@@ -23,7 +24,9 @@ def main(
     shards: Path = typer.Option(Path("data/shards"), help="Shard root."),
     model_path: Path = typer.Option(Path("models/base.pt"), "--model", help="Base model file."),
     out: Path = typer.Option(Path("data/relations/similarity.parquet"), help="Similarity table to write."),
-    device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu", help="cpu or cuda."),
+    device: str = typer.Option(
+        "cuda" if __import__("torch").cuda.is_available() else "cpu", help="cpu or cuda."
+    ),
 ) -> None:
     import torch
 
@@ -37,7 +40,9 @@ def main(
         for name, space in spaces.items():
             lacking = sorted(set(space) - set(info.classes))
             if lacking:
-                raise DataError(f"{model_path}: the base model lacks classes of {name}: {', '.join(lacking)}; retrain it")
+                raise DataError(
+                    f"{model_path}: the base model lacks classes of {name}: {', '.join(lacking)}; retrain it"
+                )
         per_dataset = {}
         for name in p.train.datasets:
             lut = torch.from_numpy(space_to_union_lut(spaces[name], info.classes)).long()
@@ -46,7 +51,9 @@ def main(
             per_dataset[name] = mine_similarities(model, batches, len(info.classes), device)
         table = similarity_table(per_dataset, info.classes, spaces)
         write_similarity(table, out)
-    typer.echo(f"mine: {len(table)} similarities over {len(spaces)} datasets in {time.perf_counter() - start:.1f}s -> {out}")
+    typer.echo(
+        f"mine: {len(table)} similarities over {len(spaces)} datasets in {time.perf_counter() - start:.1f}s -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from uniseg.data import read_spaces
+from uniseg.datasets.layout import read_spaces
 from uniseg.engine import TrainJob, relaunch_with_torchrun, train_model
 from uniseg.errors import DataError, exit_on_user_error
 from uniseg.params import load_params

@@ -34,7 +34,10 @@ class TrainSet(Dataset):
     ):
         self.readers = [ShardReader(d) for d in shard_dirs]
         self.union = list(union)
-        self.luts = [torch.from_numpy(space_to_union_lut(r.meta.classes, self.union).astype(np.int64)) for r in self.readers]
+        self.luts = [
+            torch.from_numpy(space_to_union_lut(r.meta.classes, self.union).astype(np.int64))
+            for r in self.readers
+        ]
         self.items: list[tuple[int, int]] = []  # (dataset id, manifest row)
         self.transforms = []
         for d, reader in enumerate(self.readers):
@@ -148,7 +151,11 @@ class EvalSet(Dataset):
     def __getitem__(self, i: int):
         sample = self.reader.read(self.rows[i])
         image = torch.from_numpy(sample.image).permute(2, 0, 1).contiguous()
-        world = torch.from_numpy(sample.world) if sample.world is not None else torch.empty(0, 0, dtype=torch.uint8)
+        world = (
+            torch.from_numpy(sample.world)
+            if sample.world is not None
+            else torch.empty(0, 0, dtype=torch.uint8)
+        )
         return eval_image(image, self.height), torch.from_numpy(sample.label.copy()), world, sample.key
 
 
@@ -161,15 +168,9 @@ def collate_same_size(batch):
 
 
 def make_eval_loader(dataset: EvalSet, batch_size: int, workers: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_same_size)
-
-
-def read_spaces(shard_root: str | Path, datasets: Sequence[str]) -> dict[str, list[str]]:
-    """dataset -> its label space, from the shards' dataset.json (the one place label spaces are read
-    at training time, so synthetic and user-defined datasets work like the real ones)."""
-    from uniseg.datasets.layout import read_meta
-
-    return {d: list(read_meta(Path(shard_root) / d).classes) for d in datasets}
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_same_size
+    )
 
 
 def iter_batches(loader: DataLoader):

@@ -53,7 +53,11 @@ class TrainJob:
         keep = {
             "loss": self.loss,
             "model": vars(self.model),
-            "train": {k: v for k, v in vars(self.train).items() if k not in ("checkpoint_every", "log_every", "workers")},
+            "train": {
+                k: v
+                for k, v in vars(self.train).items()
+                if k not in ("checkpoint_every", "log_every", "workers")
+            },
             "seed": self.seed,
             "iters": self.iters,
             "lr": self.lr,
@@ -94,7 +98,9 @@ def _poly(iters: int, power: float):
 
 def _make_optimizer(name: str, model: nn.Module, lr: float, train: TrainParams):
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=train.momentum, weight_decay=train.weight_decay
+        )
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=train.weight_decay)
 
 
@@ -106,11 +112,16 @@ def _load_checkpoint(job: TrainJob, rank: int):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a torn or foreign file is never trusted; start over
         if rank == 0:
-            print(f"ignoring unreadable checkpoint {path} ({type(exc).__name__}); starting from scratch", flush=True)
+            print(
+                f"ignoring unreadable checkpoint {path} ({type(exc).__name__}); starting from scratch",
+                flush=True,
+            )
         return None
     if ckpt.get("fingerprint") != job.fingerprint():
         if rank == 0:
-            print(f"ignoring checkpoint {path}: it belongs to other settings; starting from scratch", flush=True)
+            print(
+                f"ignoring checkpoint {path}: it belongs to other settings; starting from scratch", flush=True
+            )
         return None
     return ckpt
 
@@ -150,7 +161,9 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     rank, world, device = _setup_distributed()
     torch.manual_seed(job.seed)
     cuda = device.type == "cuda"
-    model = build_model(job.model.backbone, job.model.classifier, len(job.union), job.model.t, job.model.pretrained)
+    model = build_model(
+        job.model.backbone, job.model.classifier, len(job.union), job.model.t, job.model.pretrained
+    )
     if job.init_model is not None:
         _init_from(model, job.init_model, job.union)
     if world > 1:
@@ -159,7 +172,9 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     masks = dataset_masks(job.union, list(job.spaces.values())).to(device)
-    targets = relation_targets(job.union, job.spaces, job.relations).to(device) if job.loss == "crbce" else None
+    targets = (
+        relation_targets(job.union, job.spaces, job.relations).to(device) if job.loss == "crbce" else None
+    )
     loss_fn = build_loss(job.loss, masks, targets)
 
     dataset = TrainSet(job.shard_dirs, job.union, tuple(job.train.crop), tuple(job.train.scale))
@@ -189,8 +204,16 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     if job.train.compile and cuda:
         train_model_ = torch.compile(train_model_)
 
-    live = Live(str(job.log_dir), resume=iteration > 0, save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
-    bar = tqdm(total=job.iters, initial=iteration, desc=f"train {job.loss}", disable=rank != 0 or not progress, mininterval=5)
+    live = (
+        Live(str(job.log_dir), resume=iteration > 0, save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
+    )
+    bar = tqdm(
+        total=job.iters,
+        initial=iteration,
+        desc=f"train {job.loss}",
+        disable=rank != 0 or not progress,
+        mininterval=5,
+    )
     amp = job.train.amp and cuda
     start, seen, last_loss = time.perf_counter(), 0, math.nan
     window_loss, window_n, window_t = 0.0, 0, time.perf_counter()

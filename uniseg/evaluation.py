@@ -11,7 +11,7 @@ cross-label-space evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from uniseg import IGNORE
+from uniseg.errors import DataError
 from uniseg.metrics import all_reduce_, confusion_matrix, iou_per_class, mean_iou
 from uniseg.taxonomy import Resolution, resolve
 
@@ -144,10 +145,15 @@ class Scorer:
         for protocol, conf in self.conf.items():
             all_reduce_(conf)
             value, count = mean_iou(conf)
-            out["miou" if protocol == "restricted" else f"miou_{protocol}"] = round(value, 1) if count else None
+            out["miou" if protocol == "restricted" else f"miou_{protocol}"] = (
+                round(value, 1) if count else None
+            )
             out["classes"] = count
             iou = iou_per_class(conf)
-            out["iou"][protocol] = {n: (None if np.isnan(v) else round(100 * float(v), 1)) for n, v in zip(names, iou.tolist(), strict=True)}
+            out["iou"][protocol] = {
+                n: (None if np.isnan(v) else round(100 * float(v), 1))
+                for n, v in zip(names, iou.tolist(), strict=True)
+            }
             out.setdefault("confusion", {})[protocol] = conf.tolist()
         return out
 
@@ -155,3 +161,102 @@ class Scorer:
 def mean_of(results: dict[str, dict], key: str = "miou") -> float | None:
     values = [r[key] for r in results.values() if isinstance(r, dict) and r.get(key) is not None]
     return round(float(np.mean(values)), 1) if values else None
+
+
+# --- The evaluate stage: which (images, label space) pairs to score, and how -----------------------
+
+GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
+
+
+def own_labels(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+    return labels
+
+
+def world_labels(lut: np.ndarray) -> GroundTruth:
+    """Ground truth in another label space from the synthetic world map (lut: world id -> class)."""
+    table = torch.from_numpy(lut).long()
+
+    def gt(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+        if any(w.numel() == 0 for w in worlds):
+            raise DataError("cross evaluation on synthetic data needs the world maps, but a sample has none")
+        return table[torch.stack(worlds).long()].to(torch.uint8)
+
+    return gt
+
+
+def renamed_labels(source: Sequence[str], target: Sequence[str]) -> GroundTruth:
+    """Ground truth in another label space for real data: only classes whose name exists in both."""
+    position = {c: k for k, c in enumerate(target)}
+    table = torch.full((256,), IGNORE, dtype=torch.uint8)
+    for k, c in enumerate(source):
+        if c in position:
+            table[k] = position[c]
+
+    def gt(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+        return table[labels.long()]
+
+    return gt
+
+
+@dataclass(frozen=True)
+class Task:
+    """Score the `split` images of `images` in label space `space` (group: unseen | seen | cross)."""
+
+    group: str
+    name: str  # metric key under the group: the dataset, or "<i>_in_<j>" for cross
+    images: str
+    space: str
+
+
+def plan_tasks(
+    train: Sequence[str],
+    unseen: Sequence[str],
+    seen: Sequence[str],
+    cross: bool,
+    leave_one_out: Sequence[str] = (),
+) -> list[Task]:
+    """The evaluations of one model: unseen test sets (plus left-out training sets), seen val splits,
+    and with `cross` every ordered pair (i, j), i != j, of training datasets."""
+    tasks = [Task("unseen", d, d, d) for d in list(unseen) + [d for d in leave_one_out if d not in unseen]]
+    tasks += [Task("seen", d, d, d) for d in seen if d in train]
+    if cross:
+        tasks += [Task("cross", f"{i}_in_{j}", i, j) for i in train for j in train if i != j]
+    return tasks
+
+
+def merge_relations(source: str, datasets: Sequence[str], multilabels=None) -> list[tuple[str, str, str]]:
+    """(dataset, union class, target class) triples for the merged protocol: a union class merges into
+    a target class that contains it. Synthetic: the policies' ground truth; real: the mined relations
+    (in both directions, since eq. 6 does not say which class contains which)."""
+    if source == "synthetic":
+        from uniseg.datasets.synthetic import expected_relations
+
+        out = []
+        for d, c, other, kind in expected_relations(datasets):
+            if kind == "subset":
+                out.append((d, other, c))
+            elif kind == "superset":
+                out.append((d, c, other))
+        return out
+    if multilabels is None or len(multilabels) == 0:
+        return []
+    rows = list(multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None))
+    return rows + [(d, b, a) for d, a, b in rows]
+
+
+@torch.no_grad()
+def score_images(
+    model,
+    sigmoid: bool,
+    batches,
+    targets: dict[str, tuple[Target, GroundTruth]],
+    device="cpu",
+    window: int = 0,
+) -> dict[str, Scorer]:
+    """Predict every batch once and score it in each target label space."""
+    scorers = {k: Scorer(t) for k, (t, _) in targets.items()}
+    for images, labels, worlds, _ in batches:
+        probs = upsample(model_probs(model, images.to(device), sigmoid, window), tuple(labels.shape[-2:]))
+        for k, (_, gt) in targets.items():
+            scorers[k].update(probs, gt(labels, worlds).to(device))
+    return scorers

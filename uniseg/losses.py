@@ -37,7 +37,9 @@ def check_labels(labels: torch.Tensor, num_classes: int) -> None:
     bad = (labels != IGNORE) & ((labels < 0) | (labels >= num_classes))
     if bool(bad.any()):
         value = int(labels[bad][0])
-        raise DataError(f"label value {value} is outside the union [0, {num_classes}) and is not 255 (ignore)")
+        raise DataError(
+            f"label value {value} is outside the union [0, {num_classes}) and is not 255 (ignore)"
+        )
 
 
 def _valid_and_safe(labels: torch.Tensor):
@@ -98,7 +100,9 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
         raise UserError("loss crbce needs a relational target table (run the relabel stage)")
     num_datasets, k = dataset_masks.shape
     if tuple(targets.shape) != (num_datasets, k, k):
-        raise UserError(f"relational target table has shape {tuple(targets.shape)}, expected {(num_datasets, k, k)}")
+        raise UserError(
+            f"relational target table has shape {tuple(targets.shape)}, expected {(num_datasets, k, k)}"
+        )
     # One row per (dataset, class): weights of the softplus term (counted) and of the -x term (positive).
     counted = (targets != NULL).float().reshape(num_datasets * k, k)
     positive = (targets == POS).float().reshape(num_datasets * k, k)
@@ -162,8 +166,12 @@ def relation_targets(
     for dataset, primary, secondary in relations:
         for name in (primary, secondary):
             if name not in index:
-                raise DataError(f"relation {dataset}: {primary} -> {secondary}: class {name!r} is not in the model's union")
+                raise DataError(
+                    f"relation {dataset}: {primary} -> {secondary}: class {name!r} is not in the model's union"
+                )
         if dataset not in spaces:
-            raise DataError(f"relation for dataset {dataset!r}, which is not a training dataset ({choices(names)})")
+            raise DataError(
+                f"relation for dataset {dataset!r}, which is not a training dataset ({choices(names)})"
+            )
         table[names.index(dataset), index[primary], index[secondary]] = POS
     return table

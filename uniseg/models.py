@@ -103,7 +103,9 @@ class SegModel(nn.Module):
         """Per-pixel features at stride 4: [B, C, H/4, W/4]."""
         branches = self.encoder(x)
         size = branches[0].shape[-2:]
-        up = [branches[0]] + [F.interpolate(b, size=size, mode="bilinear", align_corners=False) for b in branches[1:]]
+        up = [branches[0]] + [
+            F.interpolate(b, size=size, mode="bilinear", align_corners=False) for b in branches[1:]
+        ]
         return self.head(torch.cat(up, dim=1))
 
     def cosine(self, feats: torch.Tensor) -> torch.Tensor:
@@ -136,9 +138,13 @@ def _create_encoder(backbone: str, pretrained: str) -> nn.Module:
             ) from None
     path = Path(pretrained)
     if not path.is_file():
-        raise UserError(f"model.pretrained: {pretrained!r} is not a file (use none, timm or a checkpoint path)")
+        raise UserError(
+            f"model.pretrained: {pretrained!r} is not a file (use none, timm or a checkpoint path)"
+        )
     try:
-        return timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        return timm.create_model(
+            backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+        )
     except Exception as exc:
         raise UserError(
             f"model.pretrained: {path} is not an ImageNet checkpoint of {backbone} "
@@ -176,7 +182,9 @@ def read_model_file(path: str | Path) -> tuple[dict, ModelInfo]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"{path}: not a uniseg model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise UserError(
+            f"{path}: not a uniseg model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise UserError(f"{path}: not a uniseg model file (no '{MODEL_FORMAT}' header)")
     if payload.get("version") != MODEL_VERSION:
@@ -198,5 +206,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not fit {info.backbone}/{info.classifier} ({str(exc)[:160]})") from None
+        raise UserError(
+            f"{path}: weights do not fit {info.backbone}/{info.classifier} ({str(exc)[:160]})"
+        ) from None
     return model.to(device).eval(), info

@@ -87,7 +87,9 @@ def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None
         values = np.asarray(label)
         bad = values[(values != IGNORE) & (values >= num_classes)]
         if bad.size:
-            raise DataError(f"{files.label}: label value {int(bad[0])} is not a class index (< {num_classes}) or 255")
+            raise DataError(
+                f"{files.label}: label value {int(bad[0])} is not a class index (< {num_classes}) or 255"
+            )
         size = _resize_size(*image.size, short_side)
         if size == image.size:
             image_bytes = files.image.read_bytes()  # already at the target size: keep the exact bytes
@@ -100,7 +102,9 @@ def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None
             label = label.resize(size, Image.Resampling.NEAREST)
             values = np.asarray(label)
             label_bytes = _encode(label, "PNG")
-            world_bytes = _encode(world.resize(size, Image.Resampling.NEAREST), "PNG") if world is not None else None
+            world_bytes = (
+                _encode(world.resize(size, Image.Resampling.NEAREST), "PNG") if world is not None else None
+            )
         pixels = np.bincount(np.minimum(values.ravel(), num_classes), minlength=num_classes + 1)
         record = {
             "key": files.key,
@@ -181,7 +185,9 @@ def write_shards(
         if not rows:
             raise DataError(f"{raw_dir}: every sample was skipped as corrupt; nothing to shard")
         counts = pd.Series([r["split"] for r in rows]).value_counts().to_dict()
-        write_meta(tmp, DatasetMeta(meta.name, meta.source, meta.classes, counts, meta.fallbacks, meta.world_classes))
+        write_meta(
+            tmp, DatasetMeta(meta.name, meta.source, meta.classes, counts, meta.fallbacks, meta.world_classes)
+        )
         table = pa.Table.from_pylist(rows)
         pq.write_table(table, tmp / MANIFEST)
         (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1), encoding="utf-8")
@@ -189,7 +195,7 @@ def write_shards(
 
 
 def _decode(data: bytes, mode: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert(mode))
+    return np.array(Image.open(io.BytesIO(data)).convert(mode))
 
 
 class ShardReader:
@@ -200,7 +206,9 @@ class ShardReader:
         self.directory = Path(directory)
         manifest = self.directory / MANIFEST
         if not manifest.is_file():
-            raise DataError(f"{self.directory}: no {MANIFEST}; run the shard stage for this dataset (dvc repro)")
+            raise DataError(
+                f"{self.directory}: no {MANIFEST}; run the shard stage for this dataset (dvc repro)"
+            )
         self.meta = read_meta(self.directory)
         self.manifest = pd.read_parquet(manifest)
         self._files: dict[str, pa.ipc.RecordBatchFileReader] = {}

@@ -52,5 +52,7 @@ def eval_image(image: torch.Tensor, height: int) -> torch.Tensor:
     x = normalise(image)
     if height and height != x.shape[-2]:
         width = max(1, round(x.shape[-1] * height / x.shape[-2]))
-        x = F.interpolate(x[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True)[0]
+        x = F.interpolate(
+            x[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )[0]
     return x

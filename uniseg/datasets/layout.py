@@ -88,3 +88,9 @@ def list_samples(root: str | Path, split: str) -> list[SampleFiles]:
             raise DataError(f"{image}: has no label file {label.name}")
         out.append(SampleFiles(image.stem, image, label, world if world.is_file() else None))
     return out
+
+
+def read_spaces(root: str | Path, datasets) -> dict[str, list[str]]:
+    """dataset -> its label space, from `<root>/<dataset>/dataset.json` (raw or shard folders): the one
+    place label spaces are read at training time, so synthetic and user-defined datasets work alike."""
+    return {d: list(read_meta(Path(root) / d).classes) for d in datasets}

@@ -78,23 +78,31 @@ def load_policy(name_or_path: str | Path) -> Policy:
     elif isinstance(data.get("labels"), dict):
         labels = data["labels"]
     else:
-        raise DataError(f"{path}: key 'labels' (a mapping world class -> class name) or 'labels_from' is required")
+        raise DataError(
+            f"{path}: key 'labels' (a mapping world class -> class name) or 'labels_from' is required"
+        )
     for world in labels:
         if world not in WORLD_CLASSES:
             raise DataError(f"{path}: labels: unknown world class {world!r}; valid: {choices(WORLD_CLASSES)}")
     missing = [w for w in WORLD_CLASSES if w not in labels]
     if missing:
-        raise DataError(f"{path}: labels: world class {missing[0]!r} is not mapped (give a class name or null)")
+        raise DataError(
+            f"{path}: labels: world class {missing[0]!r} is not mapped (give a class name or null)"
+        )
     like = data.get("like")
     if like is not None:
         full = taxonomy.label_space(like)  # unknown names raise with the valid list
     elif isinstance(data.get("classes"), list):
         full = [str(c) for c in data["classes"]]
     else:
-        raise DataError(f"{path}: key 'like' (a real dataset) or 'classes' (a list of class names) is required")
+        raise DataError(
+            f"{path}: key 'like' (a real dataset) or 'classes' (a list of class names) is required"
+        )
     for world, name in labels.items():
         if name is not None and name not in full:
-            raise DataError(f"{path}: labels: {world!r} -> {name!r}: not a class of this label space; valid: {choices(full)}")
+            raise DataError(
+                f"{path}: labels: {world!r} -> {name!r}: not a class of this label space; valid: {choices(full)}"
+            )
     used = {n for n in labels.values() if n is not None}
     classes = [c for c in full if c in used]
     style = data.get("style") or {}

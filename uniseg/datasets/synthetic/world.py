@@ -83,7 +83,9 @@ def _background(c: Canvas, rng, horizon: float, vx: float) -> None:
         kind = "building" if rng.random() < 0.65 else "vegetation"
         mask = c.rect(x, top, x + bw, horizon + 1)
         if kind == "vegetation":
-            mask = c.ellipse(x + bw / 2, horizon - (horizon - top) / 2, bw / 1.6, (horizon - top) / 1.5) & (c.y <= horizon)
+            mask = c.ellipse(x + bw / 2, horizon - (horizon - top) / 2, bw / 1.6, (horizon - top) / 1.5) & (
+                c.y <= horizon
+            )
         c.paint(mask, kind)
         x += bw * rng.uniform(0.7, 1.1)
     # Ground: terrain, then sidewalk, curb and road as wedges from the vanishing point.
@@ -139,7 +141,9 @@ def _vehicle(c: Canvas, cls: str, cx: float, base: float, s: float, rng) -> None
     elif cls == "caravan":
         c.paint(c.ellipse(cx, top + height * s * 0.5, half, height * s * 0.5) & (c.y < base - 0.3 * s), cls)
     elif cls == "autorickshaw":
-        c.paint(c.ellipse(cx, base - height * s * 0.55, half, height * s * 0.55) & (c.y < base - 0.2 * s), cls)
+        c.paint(
+            c.ellipse(cx, base - height * s * 0.55, half, height * s * 0.55) & (c.y < base - 0.2 * s), cls
+        )
     else:  # bus, trailer: boxes
         c.paint(c.rect(cx - half, top, cx + half, base - 0.3 * s), cls)
     for wx in (cx - half * 0.65, cx + half * 0.65):  # wheels belong to the vehicle

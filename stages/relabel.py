@@ -1,0 +1,74 @@
+"""Stage relabel: eq. 6 with relabel.tau -> multi-labels for class-relational BCE, the Table A-1
+analogue (reports/relations.md), the heat map of s, and — on the synthetic benchmark — precision and
+recall of the mined relations against the policies' ground truth (reports/relations.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from uniseg.datasets.layout import read_spaces
+from uniseg.errors import DataError, exit_on_user_error
+from uniseg.fsio import atomic_path, write_json, write_text
+from uniseg.params import load_params
+from uniseg.relations import (
+    auto_tau,
+    derive_multilabels,
+    plot_similarity,
+    read_similarity,
+    relations_markdown,
+    score_relations,
+)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
+    shards: Path = typer.Option(Path("data/shards"), help="Shard root."),
+    similarity: Path = typer.Option(Path("data/relations/similarity.parquet"), help="Mine output."),
+    out: Path = typer.Option(Path("data/relations/multilabels.parquet"), help="Multi-labels to write."),
+    reports: Path = typer.Option(Path("reports"), help="Where relations.md/.json and figures go."),
+) -> None:
+    with exit_on_user_error():
+        p = load_params(params)
+        spaces = read_spaces(shards, p.train.datasets)
+        table = read_similarity(similarity)
+        unknown = sorted(set(table["dataset"]) - set(spaces))
+        if unknown:
+            raise DataError(
+                f"{similarity}: mined for {', '.join(unknown)}, not in train.datasets; rerun mine"
+            )
+        if p.relabel.tau == "auto":
+            tau, n = auto_tau(table, spaces)
+            source = f"auto: mean of the top score of the {n} (dataset, class) pairs whose best match is another dataset's class"
+        else:
+            tau, n = float(p.relabel.tau), 0
+            source = "relabel.tau"
+        multilabels = derive_multilabels(table, spaces, tau)
+        score = None
+        if p.data.source == "synthetic":
+            from uniseg.datasets.synthetic import expected_relations
+
+            truth = [(d, a, b) for d, a, b, _ in expected_relations(p.train.datasets)]
+            score = score_relations(
+                multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
+            )
+        with atomic_path(out) as tmp:
+            multilabels.to_parquet(tmp, index=False)
+        own = table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
+        write_text(reports / "relations.md", relations_markdown(multilabels, tau, source, score, own))
+        union = list(dict.fromkeys(table["other"]))
+        plot_similarity(table, union, reports / "figures" / "similarity.png", multilabels)
+        metrics = {"tau": round(tau, 4), "tau_pairs": n, "relations": len(multilabels)}
+        if score is not None:
+            metrics.update({k: score[k] for k in ("precision", "recall", "mined", "true", "hits")})
+        write_json(reports / "relations.json", {"relations": metrics})
+    scored = "" if score is None else f", precision {score['precision']}, recall {score['recall']}"
+    typer.echo(f"relabel: τ = {tau:.3f} ({p.relabel.tau}), {len(multilabels)} relations{scored} -> {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,120 @@
+"""The embedded benchmark: synthetic road-scene datasets that share one procedural world but label it
+with the conventions (and label spaces) of the real datasets, so their label conflicts are real ones
+and the truth about them is known.
+
+A dataset = the world (world.py) + a labelling policy and style (policies/<name>.yaml). The world map is
+kept next to every label (`<key>.world.png`), which is what lets evaluation score any image in any
+dataset's label space and lets relation mining be checked against `expected_relations`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from uniseg import IGNORE
+from uniseg.datasets.layout import DatasetMeta, write_meta
+from uniseg.datasets.synthetic.policies import Policy, dataset_names, load_policy
+from uniseg.datasets.synthetic.world import WORLD_CLASSES, render
+from uniseg.fsio import atomic_dir
+
+__all__ = [
+    "WORLD_CLASSES",
+    "dataset_names",
+    "load_policy",
+    "label_space",
+    "world_to_space_lut",
+    "generate_dataset",
+    "expected_relations",
+]
+
+
+def label_space(name: str) -> list[str]:
+    """The label space of a synthetic dataset (the classes its policy uses, in the real order)."""
+    return list(load_policy(name).classes)
+
+
+def world_to_space_lut(name: str | Policy, classes: Sequence[str] | None = None) -> np.ndarray:
+    """uint8 [256]: world class id -> index in `classes` (default: the dataset's own label space) of
+    the name the dataset gives it; IGNORE where the dataset leaves it unlabelled or `classes` lacks it."""
+    policy = name if isinstance(name, Policy) else load_policy(name)
+    classes = list(policy.classes if classes is None else classes)
+    position = {c: i for i, c in enumerate(classes)}
+    lut = np.full(256, IGNORE, dtype=np.uint8)
+    for w, world in enumerate(WORLD_CLASSES):
+        target = policy.labels[world]
+        if target is not None and target in position:
+            lut[w] = position[target]
+    return lut
+
+
+def _split_seed(seed: int, name: str, split: str) -> int:
+    return seed * 1_000_003 + zlib.crc32(f"{name}/{split}".encode())
+
+
+def generate_dataset(name: str, out_dir: str | Path, params) -> DatasetMeta:
+    """Render dataset `name` into the canonical layout (layout.py) at `out_dir`, atomically.
+
+    Training datasets get train and val splits, test datasets a val split only. `params` is a
+    SyntheticParams (seed, height, width, train_images, val_images). Deterministic by seed."""
+    from uniseg import taxonomy
+
+    policy = load_policy(name)
+    splits = (
+        {"train": params.train_images, "val": params.val_images}
+        if policy.role == "train"
+        else {"val": params.val_images}
+    )
+    lut = world_to_space_lut(policy)
+    fallbacks = taxonomy.dataset_info(policy.like).fallbacks if policy.like else {}
+    with atomic_dir(out_dir) as tmp:
+        for split, n in splits.items():
+            folder = tmp / split
+            folder.mkdir()
+            images, worlds = render(
+                policy.style, n, _split_seed(params.seed, name, split), params.height, params.width
+            )
+            for k in range(n):
+                key = f"{name}_{split}_{k:05d}"
+                Image.fromarray(images[k]).save(folder / f"{key}.png", optimize=False, compress_level=1)
+                Image.fromarray(lut[worlds[k]]).save(folder / f"{key}.label.png", compress_level=1)
+                Image.fromarray(worlds[k]).save(folder / f"{key}.world.png", compress_level=1)
+        meta = DatasetMeta(
+            name=name,
+            source="synthetic",
+            classes=list(policy.classes),
+            splits=splits,
+            fallbacks={c: f for c, f in fallbacks.items() if c in policy.classes},
+            world_classes=list(WORLD_CLASSES),
+        )
+        write_meta(tmp, meta)
+    return meta
+
+
+def expected_relations(datasets: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    """The ground truth that relation mining should recover, from the policies.
+
+    For datasets i and j and classes c of i, c' of j with different names, compare the world classes
+    W(c) and W(c') that they label: W(c') ⊆ W(c) makes c' a part of c (the paper's "subset", e.g.
+    Mapillary's bicyclist within Cityscapes' rider), W(c) ⊆ W(c') a superset, partial overlap
+    "ambiguous". Returns sorted (dataset i, class c, related class c', kind) for c' outside i's space.
+    """
+    policies = {d: load_policy(d) for d in datasets}
+    worlds = {
+        d: {c: {w for w, n in p.labels.items() if n == c} for c in p.classes} for d, p in policies.items()
+    }
+    out = set()
+    for i in datasets:
+        own = set(policies[i].classes)
+        for c, wc in worlds[i].items():
+            for j in datasets:
+                for c2, wc2 in worlds[j].items():
+                    if j == i or c2 in own or not (wc & wc2):
+                        continue
+                    kind = "subset" if wc2 <= wc else "superset" if wc <= wc2 else "ambiguous"
+                    out.add((i, c, c2, kind))
+    return sorted(out)

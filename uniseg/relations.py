@@ -1,0 +1,243 @@
+"""Class relationships (Section 3.3 of the paper): mine s_{i,c}, derive multi-labels with τ, score them.
+
+- mine (eq. 7): for dataset i and its ground-truth class c, s^{c'}_{i,c} is the mean, over the pixels of
+  class c in D_i, of the cosine similarity between the pixel's feature and the weight of union class c'.
+  Sums and pixel counts are accumulated in float64 (and all-reduced across DDP processes).
+- relabel (eq. 6): c' becomes a secondary label of (i, c) when s^{c'}_{i,c} > max(τ, s^{c}_{i,c}) and c'
+  is not a class of D_i (classes of D_i stay 0 under class-relational BCE; their relation to c is
+  already decided by D_i's annotation). τ = "auto" is the paper's choice: for every (i, c) whose
+  highest-scoring class belongs to another dataset, take that highest score; τ is their mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from uniseg import IGNORE
+from uniseg.errors import DataError
+from uniseg.fsio import atomic_path
+
+SIMILARITY_COLUMNS = ["dataset", "class", "other", "similarity", "pixels"]
+MULTILABEL_COLUMNS = ["dataset", "primary", "secondary", "similarity"]
+
+
+def accumulate_similarities(
+    cosine: torch.Tensor, labels: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor
+) -> None:
+    """cosine [B, K, H, W], labels [B, H, W] union indices (IGNORE skipped) -> adds into sums [K, K]
+    (row = ground-truth class, column = union class) and counts [K], both float64, in place."""
+    k = cosine.shape[1]
+    flat = labels.reshape(-1).long()
+    keep = flat != IGNORE
+    cos = cosine.permute(1, 0, 2, 3).reshape(k, -1)[:, keep]
+    flat = flat[keep]
+    if flat.numel() == 0:
+        return
+    if int(flat.max()) >= k:
+        raise DataError(f"label value {int(flat.max())} is outside the model's {k} classes")
+    sums.index_add_(0, flat.to(sums.device), cos.t().to(sums))
+    counts += torch.bincount(flat, minlength=k).to(counts)
+
+
+@torch.no_grad()
+def mine_similarities(
+    model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int, device="cpu", progress=None
+) -> dict[str, np.ndarray]:
+    """One deterministic pass: batches of (normalised images [B,3,h,w], union labels [B,H,W]).
+
+    The cosines are computed at the feature resolution and bilinearly upsampled to the label size, as
+    the logits are at inference, so each labelled pixel is scored once. Returns {"sums", "pixels"}."""
+    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
+    counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
+    model.eval()
+    for images, labels in batches:
+        images, labels = images.to(device), labels.to(device)
+        cos = model.cosine(model.features(images)).float()
+        cos = F.interpolate(cos, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        accumulate_similarities(cos, labels, sums, counts)
+        if progress is not None:
+            progress(len(images))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(sums)
+        torch.distributed.all_reduce(counts)
+    return {"sums": sums.cpu().numpy(), "pixels": counts.cpu().numpy()}
+
+
+def similarity_table(
+    per_dataset: dict[str, dict[str, np.ndarray]], union: Sequence[str], spaces: dict[str, Sequence[str]]
+) -> pd.DataFrame:
+    """Long table (dataset, class, other, similarity, pixels): one row per (dataset i, its class c that
+    has pixels, union class c'), similarity = mean cosine s^{c'}_{i,c}."""
+    position = {c: k for k, c in enumerate(union)}
+    rows = []
+    for name, acc in per_dataset.items():
+        for c in spaces[name]:
+            k = position[c]
+            n = float(acc["pixels"][k])
+            if n <= 0:
+                continue
+            for k2, other in enumerate(union):
+                rows.append((name, c, other, float(acc["sums"][k, k2] / n), int(n)))
+    return pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
+
+
+def write_similarity(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def _read_table(path: str | Path, columns: list[str], stage: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the {stage} stage first (dvc repro)")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}")
+    return table
+
+
+def read_similarity(path: str | Path) -> pd.DataFrame:
+    return _read_table(path, SIMILARITY_COLUMNS, "mine")
+
+
+def read_multilabels(path: str | Path) -> pd.DataFrame:
+    return _read_table(path, MULTILABEL_COLUMNS, "relabel")
+
+
+def _own_scores(table: pd.DataFrame) -> pd.Series:
+    own = table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
+    return own
+
+
+def auto_tau(table: pd.DataFrame, spaces: dict[str, Sequence[str]]) -> tuple[float, int]:
+    """The paper's τ: mean of the top score of every (i, c) whose top-scoring class is outside D_i.
+    Returns (τ, number of such (i, c)); with none, τ is the mean own-class score (nothing is related)."""
+    tops = []
+    for (name, _c), group in table.groupby(["dataset", "class"], sort=True):
+        best = group.loc[group["similarity"].idxmax()]
+        if best["other"] not in set(spaces[name]):
+            tops.append(float(best["similarity"]))
+    if tops:
+        return float(np.mean(tops)), len(tops)
+    own = _own_scores(table)
+    return (float(own.mean()) if len(own) else 1.0), 0
+
+
+def derive_multilabels(table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float) -> pd.DataFrame:
+    """Eq. 6: rows (dataset, primary, secondary, similarity) with s^{secondary}_{i,primary} >
+    max(τ, s^{primary}_{i,primary}) and secondary outside D_i's label space."""
+    own = _own_scores(table)
+    rows = []
+    for rec in table.itertuples(index=False):
+        if rec.other in spaces[rec.dataset]:
+            continue
+        if rec.similarity > max(tau, own[(rec.dataset, rec._1)]):
+            rows.append((rec.dataset, rec._1, rec.other, float(rec.similarity)))
+    out = pd.DataFrame(rows, columns=MULTILABEL_COLUMNS)
+    return out.sort_values(
+        ["dataset", "primary", "similarity"], ascending=[True, True, False], ignore_index=True
+    )
+
+
+def score_relations(mined: Iterable[tuple[str, str, str]], truth: Iterable[tuple[str, str, str]]) -> dict:
+    """Precision and recall of mined (dataset, primary, secondary) triples against the ground truth."""
+    mined, truth = set(mined), set(truth)
+    hits = mined & truth
+    return {
+        "precision": round(len(hits) / len(mined), 3) if mined else None,
+        "recall": round(len(hits) / len(truth), 3) if truth else None,
+        "mined": len(mined),
+        "true": len(truth),
+        "hits": len(hits),
+        "false_positives": sorted(mined - truth),
+        "missed": sorted(truth - mined),
+    }
+
+
+def relations_markdown(
+    multilabels: pd.DataFrame, tau: float, tau_source: str, score: dict | None, own: pd.Series | None = None
+) -> str:
+    """The Table A-1 analogue: primary -> secondary with scores and the chosen τ."""
+    lines = [
+        "# Mined class relationships",
+        "",
+        f"τ = **{tau:.3f}** ({tau_source}). A union class c' is a secondary label of class c of dataset i when "
+        "its mean cosine similarity with the pixels of c exceeds both τ and the similarity of c's own weight "
+        "(eq. 6 of the paper); classes of dataset i itself are never secondary labels.",
+        "",
+    ]
+    if score is not None:
+        p = "–" if score["precision"] is None else f"{score['precision']:.2f}"
+        r = "–" if score["recall"] is None else f"{score['recall']:.2f}"
+        lines += [
+            f"Against the synthetic benchmark's ground truth: precision **{p}**, recall **{r}** "
+            f"({score['hits']} of {score['mined']} mined relations are true; {score['true']} true relations).",
+            "",
+        ]
+    if multilabels.empty:
+        lines.append("No relation exceeds τ: class-relational BCE reduces to Null BCE for this model.")
+    else:
+        lines += ["| dataset | primary | s(primary) | secondary | s(secondary) |", "|---|---|---:|---|---:|"]
+        for rec in multilabels.itertuples(index=False):
+            s_own = "" if own is None else f"{own[(rec.dataset, rec.primary)]:.3f}"
+            lines.append(
+                f"| {rec.dataset} | {rec.primary} | {s_own} | {rec.secondary} | {rec.similarity:.3f} |"
+            )
+    if score is not None and (score["missed"] or score["false_positives"]):
+        lines += [
+            "",
+            "Missed true relations: "
+            + (", ".join(f"{d}: {a} → {b}" for d, a, b in score["missed"]) or "none")
+            + ".",
+        ]
+        lines += [
+            "",
+            "False positives: "
+            + (", ".join(f"{d}: {a} → {b}" for d, a, b in score["false_positives"]) or "none")
+            + ".",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_similarity(
+    table: pd.DataFrame, union: Sequence[str], path: str | Path, multilabels: pd.DataFrame | None = None
+) -> None:
+    """Heat map of s: rows (dataset, class), columns union classes; mined relations outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(dict.fromkeys(zip(table["dataset"], table["class"], strict=True)))
+    index = {r: i for i, r in enumerate(rows)}
+    col = {c: j for j, c in enumerate(union)}
+    grid = np.full((len(rows), len(union)), np.nan)
+    for rec in table.itertuples(index=False):
+        grid[index[(rec.dataset, rec._1)], col[rec.other]] = rec.similarity
+    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(union) + 3), max(6, 0.2 * len(rows) + 2)))
+    im = ax.imshow(grid, cmap="magma", vmin=-0.2, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(union)), union, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{d}: {c}" for d, c in rows], fontsize=6)
+    if multilabels is not None:
+        for rec in multilabels.itertuples(index=False):
+            if (rec.dataset, rec.primary) in index:
+                y, x = index[(rec.dataset, rec.primary)], col[rec.secondary]
+                ax.add_patch(
+                    plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=1.5)
+                )
+    fig.colorbar(im, ax=ax, label="mean cosine similarity s", shrink=0.6)
+    ax.set_title("s: pixels of (dataset: class) vs. every union class weight (cyan: mined relation)")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
