@@ -95,7 +95,11 @@ def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
 @register_loss("crbce")
 def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
     """Class-relational BCE (eq. 8): the target row of a pixel of class c from dataset d is targets[d, c]:
-    1 for c and its mined related classes, 0 for the other classes of d, null (no gradient) elsewhere."""
+    1 for c and its mined related classes, 0 for the other classes of d, null (no gradient) elsewhere.
+
+    Computed as Null BCE plus a term for the few secondary labels of each row, gathered by index:
+    a secondary s outside D_d adds BCE(x_s, 1) = softplus(-x_s); one inside D_d (already counted as a
+    negative by Null BCE) adds -x_s. No per-pixel target rows of size K are ever built."""
     if targets is None:
         raise UserError("loss crbce needs a relational target table (run the relabel stage)")
     num_datasets, k = dataset_masks.shape
@@ -103,18 +107,34 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
         raise UserError(
             f"relational target table has shape {tuple(targets.shape)}, expected {(num_datasets, k, k)}"
         )
-    # One row per (dataset, class): weights of the softplus term (counted) and of the -x term (positive).
-    counted = (targets != NULL).float().reshape(num_datasets * k, k)
-    positive = (targets == POS).float().reshape(num_datasets * k, k)
+    nullbce = _nullbce(dataset_masks)
+    secondary = (targets == POS) & ~torch.eye(k, dtype=torch.bool)  # [D, K, K]
+    inside = secondary & dataset_masks[:, None, :]
+    width = max(int(secondary.sum(-1).max()), 1)
+    # Per (dataset, class) row: up to `width` secondary class indices, their kind and a validity weight.
+    index = torch.zeros(num_datasets * k, width, dtype=torch.long)
+    kind_out = torch.zeros(num_datasets * k, width)
+    kind_in = torch.zeros(num_datasets * k, width)
+    for row, (d, c) in enumerate((d, c) for d in range(num_datasets) for c in range(k)):
+        cols = secondary[d, c].nonzero().flatten()
+        index[row, : len(cols)] = cols
+        kind_in[row, : len(cols)] = inside[d, c, cols].float()
+        kind_out[row, : len(cols)] = 1.0 - kind_in[row, : len(cols)]
+    has_relations = bool(secondary.any())
 
     def loss(logits, labels, dataset_ids):
+        total, count = nullbce(logits, labels, dataset_ids)
+        if not has_relations:
+            return total, count
         logits = logits.float()
         valid, safe = _valid_and_safe(labels)
         row = dataset_ids[:, None, None] * k + safe  # [B, H, W]
-        counted_px = F.embedding(row, counted.to(logits.device)).permute(0, 3, 1, 2)  # [B, K, H, W]
-        positive_px = F.embedding(row, positive.to(logits.device)).permute(0, 3, 1, 2)
-        per_pixel = (F.softplus(logits) * counted_px - logits * positive_px).sum(1)
-        return (per_pixel * valid).sum(), valid.sum()
+        cols = index.to(logits.device)[row].permute(0, 3, 1, 2)  # [B, S, H, W]
+        x = logits.gather(1, cols)
+        w_out = kind_out.to(logits.device)[row].permute(0, 3, 1, 2)
+        w_in = kind_in.to(logits.device)[row].permute(0, 3, 1, 2)
+        extra = (F.softplus(-x) * w_out - x * w_in).sum(1)
+        return total + (extra * valid).sum(), count
 
     return loss
 
