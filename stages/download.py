@@ -21,7 +21,10 @@ def main(
     dataset: str = typer.Argument(..., help="Dataset name."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
     out: Path = typer.Option(None, help="Output folder (default data/raw/<dataset>)."),
+    preview: Path = typer.Option(None, help="Preview PNG (default reports/figures/datasets/<dataset>.png)."),
 ) -> None:
+    from uniseg.datasets.preview import preview_layout
+
     start = time.perf_counter()
     with exit_on_user_error():
         p = load_params(params)
@@ -38,7 +41,11 @@ def main(
             summary = f"{result['images']} images, {len(result['skipped'])} skipped"
             for path, why in result["skipped"]:
                 typer.echo(f"  skipped {path}: {why}", err=True)
-    typer.echo(f"download {dataset}: {summary} -> {out} in {time.perf_counter() - start:.1f}s")
+        preview = preview or Path("reports/figures/datasets") / f"{dataset}.png"
+        preview_layout(out, preview)
+    typer.echo(
+        f"download {dataset}: {summary} -> {out} (preview {preview}) in {time.perf_counter() - start:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def main(
         if p.data.source == "synthetic":
             from uniseg.datasets.synthetic import expected_relations
 
-            truth = [(d, a, b) for d, a, b, _ in expected_relations(p.train.datasets)]
+            truth = [
+                (d, a, b) for d, a, b, kind in expected_relations(p.train.datasets) if kind == "relation"
+            ]
             score = score_relations(
                 multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
             )

@@ -58,25 +58,32 @@ def inspect(
         typer.echo(f"  {name:<28} {count:>14,d}  {100 * count / total:6.2f}%")
 
 
-@synthetic_app.command("relations")
+@synthetic_app.command("relations", context_settings={"allow_extra_args": True})
 def synthetic_relations(
+    ctx: typer.Context,
     datasets: list[str] = typer.Option(
-        ["cityscapes", "bdd", "idd", "mapillary"], "--datasets", help="Synthetic training datasets."
+        ["cityscapes", "bdd", "idd", "mapillary"],
+        "--datasets",
+        help="Synthetic training datasets: --datasets cityscapes bdd idd mapillary.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
 ) -> None:
     """Print the class relations expected from the synthetic labelling policies (the ground truth)."""
     from uniseg.datasets.synthetic import expected_relations
 
+    datasets = list(datasets) + [a for a in ctx.args if not a.startswith("-")]
     with exit_on_user_error():
-        result = expected_relations(datasets)
+        rows = [
+            {"dataset": d, "primary": a, "secondary": b, "kind": kind}
+            for d, a, b, kind in expected_relations(datasets)
+        ]
     if as_json:
-        typer.echo(json.dumps(result["relations"]))
+        typer.echo(json.dumps([r for r in rows if r["kind"] == "relation"]))
         return
-    for r in result["relations"]:
-        typer.echo(f"{r['dataset']:<12} {r['primary']:<28} -> {r['secondary']}")
-    for r in result["ambiguous"]:
-        typer.echo(f"{r['dataset']:<12} {r['primary']:<28} ~  {r['secondary']}  (partial overlap)")
+    for r in rows:
+        arrow = "->" if r["kind"] == "relation" else "~ "
+        note = "" if r["kind"] == "relation" else "  (partial overlap: ambiguous)"
+        typer.echo(f"{r['dataset']:<12} {r['primary']:<28} {arrow} {r['secondary']}{note}")
 
 
 @synthetic_app.command("preview")
@@ -132,3 +139,7 @@ def predict(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

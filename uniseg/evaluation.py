@@ -227,21 +227,14 @@ def plan_tasks(
 def merge_relations(source: str, datasets: Sequence[str], multilabels=None) -> list[tuple[str, str, str]]:
     """(dataset, union class, target class) triples for the merged protocol: a union class merges into
     a target class that contains it. Synthetic: the policies' ground truth; real: the mined relations
-    (in both directions, since eq. 6 does not say which class contains which)."""
+    (primary -> secondary: the pixels of the primary class look like the secondary one)."""
     if source == "synthetic":
         from uniseg.datasets.synthetic import expected_relations
 
-        out = []
-        for d, c, other, kind in expected_relations(datasets):
-            if kind == "subset":
-                out.append((d, other, c))
-            elif kind == "superset":
-                out.append((d, c, other))
-        return out
+        return [(d, c, other) for d, c, other, kind in expected_relations(datasets) if kind == "relation"]
     if multilabels is None or len(multilabels) == 0:
         return []
-    rows = list(multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None))
-    return rows + [(d, b, a) for d, a, b in rows]
+    return list(multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None))
 
 
 @torch.no_grad()

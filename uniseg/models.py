@@ -99,8 +99,15 @@ class SegModel(nn.Module):
         else:
             self.classifier = LinearClassifier(width, num_classes)
 
+    STRIDE = 32  # HRNet's coarsest branch: inputs are padded to a multiple of it
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel features at stride 4: [B, C, H/4, W/4]."""
+        """Per-pixel features at stride 4 of the input padded (bottom/right, zeros) to a multiple of 32:
+        [B, C, ceil32(H)/4, ceil32(W)/4]."""
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.STRIDE, -w % self.STRIDE
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
         branches = self.encoder(x)
         size = branches[0].shape[-2:]
         up = [branches[0]] + [
@@ -108,13 +115,22 @@ class SegModel(nn.Module):
         ]
         return self.head(torch.cat(up, dim=1))
 
+    def _to_input_size(self, maps: torch.Tensor, size) -> torch.Tensor:
+        h, w = size
+        padded = (h + (-h % self.STRIDE), w + (-w % self.STRIDE))
+        maps = F.interpolate(maps, size=padded, mode="bilinear", align_corners=False)
+        return maps[..., :h, :w]
+
     def cosine(self, feats: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] -> cosine similarity of each pixel feature with each class weight, [B, K, h, w]."""
         return self.classifier.cosine(feats)
 
+    def pixel_cosine(self, x: torch.Tensor) -> torch.Tensor:
+        """Cosines at the input resolution, aligned like the logits of forward(): [B, K, H, W]."""
+        return self._to_input_size(self.cosine(self.features(x)), x.shape[-2:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.classifier(self.features(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self._to_input_size(self.classifier(self.features(x)), x.shape[-2:])
 
 
 def _create_encoder(backbone: str, pretrained: str) -> nn.Module:

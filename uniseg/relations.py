@@ -4,9 +4,12 @@
   class c in D_i, of the cosine similarity between the pixel's feature and the weight of union class c'.
   Sums and pixel counts are accumulated in float64 (and all-reduced across DDP processes).
 - relabel (eq. 6): c' becomes a secondary label of (i, c) when s^{c'}_{i,c} > max(τ, s^{c}_{i,c}) and c'
-  is not a class of D_i (classes of D_i stay 0 under class-relational BCE; their relation to c is
-  already decided by D_i's annotation). τ = "auto" is the paper's choice: for every (i, c) whose
-  highest-scoring class belongs to another dataset, take that highest score; τ is their mean.
+  is a class of another training dataset (c' != c). As in the paper's Table A-1 (lane marking -> road,
+  caravan -> car), c' may also be a class of D_i when another dataset has it: union classes are shared by
+  name, and another dataset's "road" covers what D_i calls lane marking. A class that only D_i has is
+  never a secondary label: D_i's own annotation says the pixel is not that class.
+  τ = "auto" is the paper's choice: for every (i, c) whose highest-scoring class is another dataset's
+  (a candidate secondary), take that highest score; τ is their mean.
 """
 
 from __future__ import annotations
@@ -53,13 +56,15 @@ def mine_similarities(
 
     The cosines are computed at the feature resolution and bilinearly upsampled to the label size, as
     the logits are at inference, so each labelled pixel is scored once. Returns {"sums", "pixels"}."""
+
     sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     model.eval()
     for images, labels in batches:
         images, labels = images.to(device), labels.to(device)
-        cos = model.cosine(model.features(images)).float()
-        cos = F.interpolate(cos, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        cos = model.pixel_cosine(images).float()
+        if cos.shape[-2:] != labels.shape[-2:]:  # images resized for the model: back to the label size
+            cos = F.interpolate(cos, size=labels.shape[-2:], mode="bilinear", align_corners=False)
         accumulate_similarities(cos, labels, sums, counts)
         if progress is not None:
             progress(len(images))
@@ -119,13 +124,21 @@ def _own_scores(table: pd.DataFrame) -> pd.Series:
     return own
 
 
+def candidates(spaces: dict[str, Sequence[str]]) -> dict[str, set[str]]:
+    """dataset i -> the union classes that may be secondary labels of its classes: those of the other
+    training datasets."""
+    return {i: {c for j, space in spaces.items() if j != i for c in space} for i in spaces}
+
+
 def auto_tau(table: pd.DataFrame, spaces: dict[str, Sequence[str]]) -> tuple[float, int]:
-    """The paper's τ: mean of the top score of every (i, c) whose top-scoring class is outside D_i.
-    Returns (τ, number of such (i, c)); with none, τ is the mean own-class score (nothing is related)."""
+    """The paper's τ: mean of the top score of every (i, c) whose top-scoring class is another
+    dataset's class c' != c. Returns (τ, number of such (i, c)); with none, τ is the mean own-class
+    score (nothing is related)."""
     tops = []
-    for (name, _c), group in table.groupby(["dataset", "class"], sort=True):
+    allowed = candidates(spaces)
+    for (name, c), group in table.groupby(["dataset", "class"], sort=True):
         best = group.loc[group["similarity"].idxmax()]
-        if best["other"] not in set(spaces[name]):
+        if best["other"] != c and best["other"] in allowed[name]:
             tops.append(float(best["similarity"]))
     if tops:
         return float(np.mean(tops)), len(tops)
@@ -135,11 +148,12 @@ def auto_tau(table: pd.DataFrame, spaces: dict[str, Sequence[str]]) -> tuple[flo
 
 def derive_multilabels(table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float) -> pd.DataFrame:
     """Eq. 6: rows (dataset, primary, secondary, similarity) with s^{secondary}_{i,primary} >
-    max(τ, s^{primary}_{i,primary}) and secondary outside D_i's label space."""
+    max(τ, s^{primary}_{i,primary}), secondary != primary a class of another training dataset."""
     own = _own_scores(table)
+    allowed = candidates(spaces)
     rows = []
     for rec in table.itertuples(index=False):
-        if rec.other in spaces[rec.dataset]:
+        if rec.other == rec._1 or rec.other not in allowed[rec.dataset]:
             continue
         if rec.similarity > max(tau, own[(rec.dataset, rec._1)]):
             rows.append((rec.dataset, rec._1, rec.other, float(rec.similarity)))
@@ -173,7 +187,7 @@ def relations_markdown(
         "",
         f"τ = **{tau:.3f}** ({tau_source}). A union class c' is a secondary label of class c of dataset i when "
         "its mean cosine similarity with the pixels of c exceeds both τ and the similarity of c's own weight "
-        "(eq. 6 of the paper); classes of dataset i itself are never secondary labels.",
+        "(eq. 6 of the paper); only classes of the other training datasets can be secondary labels.",
         "",
     ]
     if score is not None:

@@ -30,6 +30,7 @@ __all__ = [
     "world_to_space_lut",
     "generate_dataset",
     "expected_relations",
+    "write_preview",
 ]
 
 
@@ -98,23 +99,45 @@ def generate_dataset(name: str, out_dir: str | Path, params) -> DatasetMeta:
 def expected_relations(datasets: Sequence[str]) -> list[tuple[str, str, str, str]]:
     """The ground truth that relation mining should recover, from the policies.
 
-    For datasets i and j and classes c of i, c' of j with different names, compare the world classes
-    W(c) and W(c') that they label: W(c') ⊆ W(c) makes c' a part of c (the paper's "subset", e.g.
-    Mapillary's bicyclist within Cityscapes' rider), W(c) ⊆ W(c') a superset, partial overlap
-    "ambiguous". Returns sorted (dataset i, class c, related class c', kind) for c' outside i's space.
+    W_i(c) is the set of world classes that dataset i labels c. Class c of dataset i has the secondary
+    class c' (a class of another dataset j, c' != c) when W_i(c) ⊆ W_j(c'): every pixel i calls c, j would
+    call c' (e.g. Mapillary's bicyclist -> Cityscapes' rider, Mapillary's curb -> Cityscapes' sidewalk,
+    Mapillary's ground animal -> IDD's person). A partial overlap (neither contains the other) is
+    "ambiguous"; a c' strictly inside c (the reverse of a relation) is not one. Returns sorted
+    (dataset i, primary c, secondary c', kind), kind "relation" or "ambiguous".
     """
     policies = {d: load_policy(d) for d in datasets}
     worlds = {
         d: {c: {w for w, n in p.labels.items() if n == c} for c in p.classes} for d, p in policies.items()
     }
-    out = set()
+    out: dict[tuple[str, str, str], str] = {}
     for i in datasets:
-        own = set(policies[i].classes)
         for c, wc in worlds[i].items():
             for j in datasets:
                 for c2, wc2 in worlds[j].items():
-                    if j == i or c2 in own or not (wc & wc2):
+                    if j == i or c2 == c or not (wc & wc2):
                         continue
-                    kind = "subset" if wc2 <= wc else "superset" if wc <= wc2 else "ambiguous"
-                    out.add((i, c, c2, kind))
-    return sorted(out)
+                    key = (i, c, c2)
+                    if wc <= wc2:
+                        out[key] = "relation"
+                    elif not wc2 <= wc and out.get(key) != "relation":
+                        out[key] = "ambiguous"
+    return sorted((i, c, c2, kind) for (i, c, c2), kind in out.items())
+
+
+def write_preview(
+    name: str, out: str | Path, images: int = 4, seed: int = 0, height: int = 128, width: int = 256
+) -> None:
+    """A grid of `images` scenes of dataset `name` above their coloured label maps."""
+    from uniseg.datasets.preview import write_grid
+
+    policy = load_policy(name)
+    rgb, worlds = render(policy.style, images, _split_seed(seed, name, "preview"), height, width)
+    lut = world_to_space_lut(policy)
+    write_grid(
+        list(rgb),
+        [lut[w] for w in worlds],
+        policy.classes,
+        f"synthetic {name} (like {policy.like or 'custom'})",
+        out,
+    )
