@@ -80,7 +80,7 @@ def _evaluate(model_path, p, shards, relations_rows, device, progress):
                 bar.update(len(batch[0]))
 
         with torch.inference_mode():
-            scorers = score_images(model, info.sigmoid, batches(), targets, device, p.evaluate.window)
+            scorers = score_images(model, info, batches(), targets, device, p.evaluate.window)
         bar.close()
         for task, scorer in scorers.items():
             results[task] = scorer.result()

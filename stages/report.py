@@ -33,9 +33,7 @@ def _example_rows(models, datasets, shards, n, height, device):
             for model_name, (model, info) in models.items():
                 target = make_target(data.classes, info.classes, data.reader.meta.fallbacks)
                 with torch.inference_mode():
-                    probs = upsample(
-                        model_probs(model, image[None].to(device), info.sigmoid), tuple(label.shape)
-                    )
+                    probs = upsample(model_probs(model, image[None].to(device), info), tuple(label.shape))
                     pred = predict_labels(probs, target, "restricted")[0].cpu()
                 evaluated = target.resolution.evaluated
                 as_space = torch.tensor(evaluated, dtype=torch.uint8)[pred]

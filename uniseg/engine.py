@@ -23,7 +23,14 @@ from torch import nn
 from uniseg.data import TrainSet, make_train_loader
 from uniseg.errors import UserError
 from uniseg.fsio import atomic_path
-from uniseg.losses import build_loss, check_labels, dataset_masks, normalise_loss, relation_targets
+from uniseg.losses import (
+    build_loss,
+    check_labels,
+    dataset_masks,
+    normalise_loss,
+    relation_targets,
+    sigmoid_prior,
+)
 from uniseg.models import ModelInfo, build_model, read_model_file, save_model_file
 from uniseg.params import ModelParams, TrainParams
 
@@ -175,7 +182,8 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     targets = (
         relation_targets(job.union, job.spaces, job.relations).to(device) if job.loss == "crbce" else None
     )
-    loss_fn = build_loss(job.loss, masks, targets)
+    offset = sigmoid_prior(len(job.union)) if job.model.classifier == "cosine" and job.loss != "ce" else 0.0
+    loss_fn = build_loss(job.loss, masks, targets, offset)
 
     dataset = TrainSet(job.shard_dirs, job.union, tuple(job.train.crop), tuple(job.train.scale))
     if job.train.batch_size % world:
@@ -272,6 +280,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
             loss=job.loss,
             datasets=list(job.spaces),
             spaces=job.spaces,
+            offset=offset,
         )
         save_model_file(job.model_path, model, info)
     if live is not None:

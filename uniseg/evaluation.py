@@ -83,14 +83,14 @@ def predict_labels(probs: torch.Tensor, target: Target, protocol: str = "restric
     return scores.argmax(1)
 
 
-def model_probs(model, images: torch.Tensor, sigmoid: bool, window: int = 0) -> torch.Tensor:
+def model_probs(model, images: torch.Tensor, info, window: int = 0) -> torch.Tensor:
     """Normalised images [B, 3, h, w] -> class probabilities [B, K, h, w] (softmax or sigmoid),
     predicted on the whole image or with overlapping square windows of side `window`."""
     if window and max(images.shape[-2:]) > window:
         logits = _sliding_logits(model, images, window)
     else:
         logits = model(images)
-    return torch.sigmoid(logits.float()) if sigmoid else torch.softmax(logits.float(), 1)
+    return info.probs(logits)
 
 
 def _sliding_logits(model, images: torch.Tensor, window: int) -> torch.Tensor:
@@ -240,7 +240,7 @@ def merge_relations(source: str, datasets: Sequence[str], multilabels=None) -> l
 @torch.no_grad()
 def score_images(
     model,
-    sigmoid: bool,
+    info,
     batches,
     targets: dict[str, tuple[Target, GroundTruth]],
     device="cpu",
@@ -249,7 +249,7 @@ def score_images(
     """Predict every batch once and score it in each target label space."""
     scorers = {k: Scorer(t) for k, (t, _) in targets.items()}
     for images, labels, worlds, _ in batches:
-        probs = upsample(model_probs(model, images.to(device), sigmoid, window), tuple(labels.shape[-2:]))
+        probs = upsample(model_probs(model, images.to(device), info, window), tuple(labels.shape[-2:]))
         for k, (_, gt) in targets.items():
             scorers[k].update(probs, gt(labels, worlds).to(device))
     return scorers

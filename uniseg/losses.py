@@ -11,6 +11,7 @@ a gather of the logit at the label and only the softplus term runs over all (pix
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -48,7 +49,7 @@ def _valid_and_safe(labels: torch.Tensor):
 
 
 @register_loss("ce")
-def _ce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+def _ce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Softmax cross-entropy over the whole union (the paper's multi-dataset baseline, eq. 1)."""
 
     def loss(logits, labels, dataset_ids):
@@ -64,11 +65,11 @@ def _positive_term(logits, safe, valid):
 
 
 @register_loss("bce")
-def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Sigmoid BCE over the whole union: every class outside the pixel's label is a negative."""
 
     def loss(logits, labels, dataset_ids):
-        logits = logits.float()
+        logits = logits.float() + offset
         valid, safe = _valid_and_safe(labels)
         neg = (F.softplus(logits).sum(1) * valid).sum()
         return neg - _positive_term(logits, safe, valid), valid.sum()
@@ -77,13 +78,13 @@ def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
 
 
 @register_loss("nullbce")
-def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Null BCE (eq. 4): sigmoid BCE only over the classes of the sample's own dataset; classes outside
     its label space get exactly zero gradient."""
     masks = dataset_masks.float()
 
     def loss(logits, labels, dataset_ids):
-        logits = logits.float()
+        logits = logits.float() + offset
         valid, safe = _valid_and_safe(labels)
         own = masks.to(logits.device)[dataset_ids][:, :, None, None]  # [B, K, 1, 1]
         neg = ((F.softplus(logits) * own).sum(1) * valid).sum()
@@ -93,7 +94,7 @@ def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
 
 
 @register_loss("crbce")
-def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Class-relational BCE (eq. 8): the target row of a pixel of class c from dataset d is targets[d, c]:
     1 for c and its mined related classes, 0 for the other classes of d, null (no gradient) elsewhere.
 
@@ -107,7 +108,7 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
         raise UserError(
             f"relational target table has shape {tuple(targets.shape)}, expected {(num_datasets, k, k)}"
         )
-    nullbce = _nullbce(dataset_masks)
+    nullbce = _nullbce(dataset_masks, offset=offset)
     secondary = (targets == POS) & ~torch.eye(k, dtype=torch.bool)  # [D, K, K]
     inside = secondary & dataset_masks[:, None, :]
     width = max(int(secondary.sum(-1).max()), 1)
@@ -126,7 +127,7 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
         total, count = nullbce(logits, labels, dataset_ids)
         if not has_relations:
             return total, count
-        logits = logits.float()
+        logits = logits.float() + offset
         valid, safe = _valid_and_safe(labels)
         row = dataset_ids[:, None, None] * k + safe  # [B, H, W]
         cols = index.to(logits.device)[row].permute(0, 3, 1, 2)  # [B, S, H, W]
@@ -139,12 +140,25 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
     return loss
 
 
-def build_loss(name: str, dataset_masks: torch.Tensor, targets: torch.Tensor | None = None):
+def build_loss(
+    name: str, dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0
+):
     """The loss function `name`. dataset_masks: bool [D, K], True where union class k belongs to dataset
-    d's label space; targets: int8 [D, K, K] (crbce only)."""
+    d's label space; targets: int8 [D, K, K] (crbce only); offset: a constant added to the logits of the
+    sigmoid losses (`sigmoid_prior`), ignored by CE (softmax is shift-invariant)."""
     if name not in LOSSES:
         raise UserError(f"loss: unknown loss {name!r}; valid: {choices(LOSSES)}")
-    return LOSSES[name](dataset_masks, targets)
+    return LOSSES[name](dataset_masks, targets, offset)
+
+
+def sigmoid_prior(num_classes: int) -> float:
+    """-log(K-1): the logit at which a sigmoid gives p = 1/K, the prior of one class among K.
+
+    A cosine classifier has no bias (logits t·cos in [-t, t]), so at initialisation every class has
+    p = 0.5 and a sigmoid loss first spends its iterations pushing all K classes down. Adding this
+    constant to its logits (in the loss and at inference, stored in the model file) starts it at the
+    prior instead, as the linear classifier's bias initialisation does."""
+    return -math.log(max(num_classes - 1, 1))
 
 
 def normalise_loss(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

@@ -40,10 +40,16 @@ class ModelInfo:
     loss: str  # ce | bce | nullbce | crbce: softmax (ce) or sigmoid scores
     datasets: list[str] = field(default_factory=list)  # training datasets
     spaces: dict[str, list[str]] = field(default_factory=dict)  # their label spaces
+    offset: float = 0.0  # added to the logits before the sigmoid (losses.sigmoid_prior, cosine + sigmoid)
 
     @property
     def sigmoid(self) -> bool:
         return self.loss != "ce"
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class scores: softmax for a CE model, sigmoid(logits + offset) otherwise."""
+        logits = logits.float()
+        return torch.sigmoid(logits + self.offset) if self.sigmoid else torch.softmax(logits, 1)
 
 
 class CosineClassifier(nn.Module):

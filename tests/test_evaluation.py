@@ -1,0 +1,137 @@
+"""Confusion matrix and mIoU, the restricted and merged protocols, and cross-label-space ground truth."""
+
+import numpy as np
+import pytest
+import torch
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from uniseg import IGNORE
+from uniseg.errors import UserError
+from uniseg.evaluation import (
+    Scorer,
+    make_target,
+    merge_relations,
+    model_probs,
+    plan_tasks,
+    predict_labels,
+    renamed_labels,
+    world_labels,
+)
+from uniseg.metrics import confusion_matrix, iou_per_class, mean_iou
+
+
+def test_confusion_matrix_and_iou_agree_with_torchmetrics():
+    torch.manual_seed(0)
+    n = 6
+    pred = torch.randint(0, n, (4, 20, 30))
+    target = torch.randint(0, n, (4, 20, 30))
+    target[0, :5] = IGNORE
+    conf = confusion_matrix(pred, target, n)
+    assert conf.dtype == torch.float64 and conf.sum() == (target != IGNORE).sum()
+    ref = MulticlassJaccardIndex(num_classes=n, average=None, ignore_index=IGNORE)(pred, target)
+    assert torch.allclose(iou_per_class(conf).float(), ref, atol=1e-6)
+    miou, count = mean_iou(conf)
+    assert count == n and miou == pytest.approx(100 * float(ref.mean()), abs=1e-4)
+
+
+def test_miou_skips_classes_absent_from_ground_truth_and_prediction():
+    pred = torch.tensor([0, 0, 1, 1])
+    target = torch.tensor([0, 0, 1, 0])
+    conf = confusion_matrix(pred, target, 4)
+    iou = iou_per_class(conf)
+    assert torch.isnan(iou[2:]).all()
+    miou, count = mean_iou(conf)
+    assert count == 2 and miou == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
+
+
+UNION = ["bicyclist", "car", "motorcyclist", "road", "sky"]
+
+
+def test_restricted_argmax_never_predicts_a_class_outside_the_target_space():
+    target = make_target(["road", "rider", "car"], UNION)
+    assert target.resolution.missing == ("rider",)
+    assert target.evaluated == ["road", "car"]
+    probs = torch.zeros(1, len(UNION), 1, 3)
+    probs[0, UNION.index("sky"), 0, :] = 0.9  # the union's favourite is not in the target space
+    probs[0, UNION.index("car"), 0, 0] = 0.5
+    probs[0, UNION.index("road"), 0, 1:] = 0.4
+    pred = predict_labels(probs, target, "restricted")
+    assert pred.tolist() == [[[1, 0, 0]]]  # compact indices: road = 0, car = 1
+
+
+def test_merged_protocol_adds_contained_union_classes_into_the_target_class():
+    union = ["bicyclist", "car", "motorcyclist", "rider", "road"]
+    relations = [("M", "bicyclist", "rider"), ("M", "motorcyclist", "rider")]
+    target = make_target(["road", "rider", "car"], union, relations=relations)
+    probs = torch.zeros(1, len(union), 1, 1)
+    probs[0, union.index("car"), 0, 0] = 0.5
+    probs[0, union.index("rider"), 0, 0] = 0.2
+    probs[0, union.index("bicyclist"), 0, 0] = 0.4
+    assert predict_labels(probs, target, "restricted").item() == 2  # car
+    assert predict_labels(probs, target, "merged").item() == 1  # rider: 0.2 + 0.4 > 0.5
+
+
+def test_scorer_keeps_label_space_alignment_when_a_class_is_missing():
+    target = make_target(["road", "rider", "car"], UNION)
+    scorer = Scorer(target)
+    probs = torch.zeros(1, len(UNION), 1, 3)
+    probs[0, UNION.index("road"), 0, 0] = 1
+    probs[0, UNION.index("car"), 0, 1:] = 1
+    labels = torch.tensor([[[0, 1, 2]]], dtype=torch.uint8)  # road, rider (missing: not scored), car
+    scorer.update(probs, labels)
+    r = scorer.result()
+    assert r["miou"] == 100.0 and r["classes"] == 2 and r["missing"] == ["rider"]
+
+
+def test_a_test_space_with_no_class_in_the_union_is_a_clear_error():
+    with pytest.raises(UserError, match="none of the test classes"):
+        make_target(["tree", "lake"], UNION)
+
+
+def test_cross_ground_truth_from_the_world_and_by_shared_names():
+    from uniseg.datasets.synthetic import WORLD_CLASSES, load_policy, world_to_space_lut
+
+    world = torch.tensor(
+        [[WORLD_CLASSES.index("bicyclist"), WORLD_CLASSES.index("lane marking")]], dtype=torch.uint8
+    )
+    gt = world_labels(world_to_space_lut("cityscapes"))(torch.zeros(1, 1, 2, dtype=torch.uint8), [world])
+    cs = load_policy("cityscapes").classes
+    assert [cs[v] for v in gt[0, 0].tolist()] == ["rider", "road"]
+    gt = renamed_labels(["road", "curb", "car"], ["car", "sidewalk", "road"])(
+        torch.tensor([[0, 1, 2, IGNORE]]), []
+    )
+    assert gt.tolist() == [[2, IGNORE, 0, IGNORE]], "curb has no namesake: not scored"
+
+
+def test_plan_covers_unseen_seen_cross_and_leave_one_out():
+    tasks = plan_tasks(["a", "b"], ["k"], ["a", "b", "c"], cross=True, leave_one_out=["c"])
+    names = [(t.group, t.name) for t in tasks]
+    assert names == [
+        ("unseen", "k"),
+        ("unseen", "c"),
+        ("seen", "a"),
+        ("seen", "b"),
+        ("cross", "a_in_b"),
+        ("cross", "b_in_a"),
+    ]
+
+
+def test_merge_relations_from_the_synthetic_ground_truth():
+    rows = merge_relations("synthetic", ["cityscapes", "mapillary"])
+    assert ("mapillary", "bicyclist", "rider") in rows
+    assert all(len(r) == 3 for r in rows)
+
+
+def test_sliding_window_equals_whole_image_for_a_pointwise_model():
+    class Pointwise(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x[:, :1] * 2, -x[:, :1]], 1)
+
+    from uniseg.models import ModelInfo
+
+    info = ModelInfo(["a", "b"], "hrnet_w18_small", "cosine", 20.0, "nullbce", offset=-1.0)
+    x = torch.randn(1, 3, 40, 70)
+    whole = model_probs(Pointwise(), x, info)
+    windowed = model_probs(Pointwise(), x, info, window=32)
+    assert torch.allclose(whole, windowed, atol=1e-6)
+    assert np.isfinite(windowed.numpy()).all()

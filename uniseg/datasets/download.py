@@ -1,0 +1,199 @@
+"""Getting the real datasets: resumable, checksum-verified download of public archives, safe extraction,
+and clear instructions for the datasets behind a registration wall.
+
+A dataset is looked for under `data.root` (params) as, in this order: a folder `<root>/<name>/` in the
+official layout, an archive `<root>/<name>.zip|.tar|.tar.gz|.tgz` (extracted into `<root>/<name>/`), or —
+for public datasets — the archive at its URL (downloaded to `<root>/<name>.<ext>` first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from uniseg.errors import DataError, UserError
+from uniseg.fsio import atomic_dir
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+@dataclass(frozen=True)
+class Source:
+    how: str  # what the user must download, and from where
+    url: str | None = None  # public archive
+    sha256: str | None = None  # pinned checksum of the public archive
+    strip: int = 0  # leading path components to drop when extracting
+
+
+SOURCES = {
+    "cityscapes": Source(
+        "leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com (registration)"
+    ),
+    "bdd": Source(
+        "bdd100k_images_10k.zip and bdd100k_sem_seg_labels_trainval.zip from https://bdd-data.berkeley.edu (registration)"
+    ),
+    "idd": Source(
+        "IDD Segmentation (idd-segmentation.tar.gz) from https://idd.insaan.iiit.ac.in (registration); make the "
+        "label-id PNGs (_gtFine_labelids.png) with the official public-code preparation/createLabels.py (--id-type id); uniseg maps ids to level 3"
+    ),
+    "mapillary": Source(
+        "Mapillary Vistas v1.2 (research edition) from https://www.mapillary.com/dataset/vistas (registration)"
+    ),
+    "kitti": Source(
+        "data_semantics.zip (KITTI semantic segmentation, public)",
+        url="https://s3.eu-central-1.amazonaws.com/avg-kitti/data_semantics.zip",
+    ),
+    "wilddash": Source("wd_val_01.zip (WildDash v1 validation) from https://wilddash.cc (registration)"),
+    "camvid": Source(
+        "the CamVid 701_StillsRaw_full and LabeledApproved_full folders (e.g. from the Cambridge CamVid page) and "
+        "MSeg's camvid-11 split lists as splits/{train,val,test}.txt"
+    ),
+}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(
+    url: str, dest: str | Path, sha256: str | None = None, timeout: float = 30.0, progress: bool = True
+) -> Path:
+    """Download `url` to `dest`, resuming a partial `<dest>.part` with an HTTP Range request; verify
+    the checksum when one is given. The file appears at `dest` only when complete and verified."""
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the partial file is already complete
+            response = None
+        else:
+            raise DataError(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(
+            f"{url}: cannot be reached ({getattr(exc, 'reason', exc)}); download it yourself to {dest}"
+        ) from None
+    if response is not None:
+        with response:
+            resumed = response.status == 206
+            mode = "ab" if resumed else "wb"
+            total = response.headers.get("Content-Length")
+            total = int(total) + (have if resumed else 0) if total else None
+            with (
+                open(part, mode) as f,
+                tqdm(
+                    total=total,
+                    initial=have if resumed else 0,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    f.write(block)
+                    bar.update(len(block))
+    if sha256 is not None:
+        got = sha256_of(part)
+        if got != sha256:
+            part.unlink()
+            raise DataError(
+                f"{dest.name}: checksum mismatch (sha256 {got}, expected {sha256}); the partial download was removed, rerun to fetch it again"
+            )
+    os.replace(part, dest)
+    return dest
+
+
+def _safe_target(base: Path, name: str, strip: int) -> Path | None:
+    parts = [p for p in Path(name).parts if p not in ("", ".")]
+    if Path(name).is_absolute() or ".." in parts:
+        raise DataError(f"archive member {name!r} points outside the extraction folder; refusing to extract")
+    parts = parts[strip:]
+    return base.joinpath(*parts) if parts else None
+
+
+def safe_extract(archive: str | Path, target: str | Path, strip: int = 0) -> Path:
+    """Extract a zip or tar archive into `target` (atomically). Members with absolute paths or `..`,
+    and links, are refused: nothing is written outside `target`."""
+    archive, target = Path(archive), Path(target)
+    with atomic_dir(target) as tmp:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    dest = _safe_target(tmp, info.filename, strip)
+                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                        raise DataError(
+                            f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract"
+                        )
+                    if dest is None or info.is_dir():
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+        else:
+            try:
+                tf = tarfile.open(archive)
+            except tarfile.TarError as exc:
+                raise DataError(f"{archive}: not a zip or tar archive ({exc})") from None
+            with tf:
+                for member in tf:
+                    dest = _safe_target(tmp, member.name, strip)
+                    if member.issym() or member.islnk() or not (member.isfile() or member.isdir()):
+                        raise DataError(
+                            f"{archive}: member {member.name!r} is a link or device; refusing to extract"
+                        )
+                    if dest is None or member.isdir():
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(member)
+                    with src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+    return target
+
+
+def locate(name: str, root: str | Path, progress: bool = True) -> Path:
+    """The dataset's folder in its official layout under `root`: found, extracted, or downloaded."""
+    root = Path(root)
+    if name not in SOURCES:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(SOURCES)}")
+    folder = root / name
+    if folder.is_dir():
+        return folder
+    for suffix in ARCHIVE_SUFFIXES:
+        archive = root / f"{name}{suffix}"
+        if archive.is_file():
+            return safe_extract(archive, folder, SOURCES[name].strip)
+    source = SOURCES[name]
+    if source.url:
+        suffix = next((s for s in ARCHIVE_SUFFIXES if source.url.endswith(s)), ".zip")
+        archive = fetch(source.url, root / f"{name}{suffix}", source.sha256, progress=progress)
+        return safe_extract(archive, folder, source.strip)
+    raise DataError(
+        f"{name} is not under {root}: download {source.how}, then put the extracted folder at {folder}/ "
+        f"(official layout) or the archive at {root}/{name}.zip or .tar.gz"
+    )
+
+
+def prepare(name: str, root: str | Path, out_dir: str | Path, skip_corrupt: bool = False) -> dict:
+    """Locate (or download) a real dataset and convert it into the canonical layout at `out_dir`."""
+    from uniseg.datasets.real import ingest
+
+    return ingest(name, locate(name, root), out_dir, skip_corrupt)
