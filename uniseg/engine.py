@@ -72,8 +72,29 @@ class TrainJob:
             "union": self.union,
             "relations": sorted(map(list, self.relations)),
             "init": str(self.init_model),
+            "inputs": _input_digest(self),
         }
         return json.dumps(keep, sort_keys=True, default=str)
+
+
+# The code that decides what training computes: a checkpoint written by other code is not resumed.
+_TRAINING_CODE = ("engine.py", "losses.py", "models.py", "data.py", "transforms.py", "shards.py")
+
+
+def _input_digest(job: TrainJob) -> str:
+    """sha256 over the training code, the shard manifests and the initial weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _TRAINING_CODE:
+        h.update((here / name).read_bytes())
+    for d in job.shard_dirs:
+        manifest = Path(d) / "manifest.parquet"
+        h.update(manifest.read_bytes() if manifest.is_file() else b"-")
+    if job.init_model is not None and Path(job.init_model).is_file():
+        h.update(Path(job.init_model).read_bytes())
+    return h.hexdigest()
 
 
 def relaunch_with_torchrun(devices: int, module: str, argv: list[str]) -> None:
