@@ -240,9 +240,10 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
         total=job.iters,
         initial=iteration,
         desc=f"train {job.loss}",
-        disable=rank != 0 or not progress,
+        disable=rank != 0 or not progress or not sys.stderr.isatty(),
         mininterval=5,
     )
+    bar_visible = progress and rank == 0 and sys.stderr.isatty()
     amp = job.train.amp and cuda
     start, seen, last_loss = time.perf_counter(), 0, math.nan
     window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
@@ -270,7 +271,9 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
             optimizer.step()
             scheduler.step()
             iteration += 1
-            position += 1
+            position += (
+                per_rank  # samples of this process consumed in the epoch (the sampler skips them on resume)
+            )
             seen += images.shape[0] * world
             last_loss = loss.item()
             window_loss, window_n = window_loss + last_loss, window_n + 1
@@ -283,6 +286,17 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
                 live.step = iteration
                 live.next_step()
                 bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
+                if (
+                    not bar_visible
+                ):  # a log line instead of the bar when not in a terminal (CI, dvc exp queue)
+                    rate = window_n / max(now - window_t, 1e-9)
+                    eta = (job.iters - iteration) / max(rate, 1e-9)
+                    print(
+                        f"{job.loss} iteration {iteration}/{job.iters}  loss {window_loss / window_n:.4f}  "
+                        f"lr {scheduler.get_last_lr()[0]:.3g}  {rate * job.train.batch_size:.1f} images/s  "
+                        f"ETA {int(eta // 60)}m{int(eta % 60):02d}s",
+                        flush=True,
+                    )
                 window_loss, window_n, window_t = 0.0, 0, now
             if rank == 0 and (iteration % job.train.checkpoint_every == 0 or iteration == job.iters):
                 _save_checkpoint(job, model, optimizer, scheduler, iteration, epoch, position)

@@ -1,0 +1,121 @@
+"""Training: a resumed run equals an uninterrupted one; NaN stops with the iteration; foreign
+checkpoints are not resumed; the model file is self-contained."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from uniseg.datasets.layout import read_spaces
+from uniseg.datasets.synthetic import generate_dataset
+from uniseg.engine import TrainJob, train_model
+from uniseg.errors import UserError
+from uniseg.models import load_model_file
+from uniseg.params import ModelParams, SyntheticParams, TrainParams
+from uniseg.shards import write_shards
+from uniseg.taxonomy import union
+
+DATASETS = ["cityscapes", "mapillary"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    params = SyntheticParams(seed=0, height=64, width=64, train_images=4, val_images=1)
+    for d in DATASETS:
+        generate_dataset(d, root / "raw" / d, params)
+        write_shards(root / "raw" / d, root / "shards" / d, 64, progress=False)
+    return root / "shards"
+
+
+def _job(shards: Path, out: Path, iters=4, **train) -> TrainJob:
+    spaces = read_spaces(shards, DATASETS)
+    settings = dict(
+        datasets=DATASETS,
+        iters=iters,
+        batch_size=2,
+        crop=[64, 64],
+        workers=0,
+        checkpoint_every=2,
+        log_every=1,
+    )
+    settings.update(train)
+    return TrainJob(
+        loss="nullbce",
+        model=ModelParams(backbone="hrnet_w18_small", classifier="cosine"),
+        train=TrainParams(**settings),
+        seed=0,
+        iters=iters,
+        lr=0.01,
+        optimizer="sgd",
+        spaces=spaces,
+        union=union(spaces.values()),
+        shard_dirs=[shards / d for d in DATASETS],
+        model_path=out / "m.pt",
+        checkpoint_path=out / "m.ckpt",
+        log_dir=out / "log",
+    )
+
+
+def _weights(path):
+    model, _ = load_model_file(path)
+    return model.state_dict()
+
+
+def test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one(shards, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    straight = _job(shards, tmp_path / "a")
+    train_model(straight, progress=False)
+
+    interrupted = _job(shards, tmp_path / "b")
+    calls = {"n": 0}
+    real_step = torch.optim.SGD.step
+
+    def crash_after_three(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed during iteration 3, after the checkpoint at 2
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(interrupted, progress=False)
+    monkeypatch.setattr(torch.optim.SGD, "step", real_step)
+    assert not (tmp_path / "b" / "m.pt").exists()
+    result = train_model(interrupted, progress=False)
+    assert result["iterations"] == 4
+    a, b = _weights(tmp_path / "a" / "m.pt"), _weights(tmp_path / "b" / "m.pt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(shards, tmp_path, capsys):
+    train_model(_job(shards, tmp_path, iters=2), progress=False)
+    other = _job(shards, tmp_path, iters=2)
+    other = replace(other, lr=0.02)
+    train_model(other, progress=False)
+    assert "belongs to other settings" in capsys.readouterr().out
+
+
+def test_nan_loss_stops_with_the_iteration_named(shards, tmp_path):
+    job = _job(shards, tmp_path, iters=3)
+    job = replace(job, lr=1.0, model=ModelParams(backbone="hrnet_w18_small", classifier="linear"))
+    job = replace(job, train=replace(job.train, lr=1.0, momentum=0.0))
+    import uniseg.engine as engine
+
+    real = engine.normalise_loss
+    engine.normalise_loss = lambda total, count: real(total, count) * float("nan")
+    try:
+        with pytest.raises(UserError, match="loss is nan at iteration 1"):
+            train_model(job, progress=False)
+    finally:
+        engine.normalise_loss = real
+
+
+def test_the_model_file_holds_what_inference_needs_and_the_log_line(shards, tmp_path, capsys):
+    train_model(_job(shards, tmp_path, iters=2), progress=False)
+    model, info = load_model_file(tmp_path / "m.pt")
+    assert info.classes == union(read_spaces(shards, DATASETS).values())
+    assert info.offset < 0 and info.datasets == DATASETS and info.loss == "nullbce"
+    assert (tmp_path / "log").is_dir()
