@@ -76,12 +76,12 @@ def collect(runs: dict[tuple[int, str], dict], seeds: list[int]) -> dict:
         values = [_get(runs[(s, loss)], f"{model}.unseen.mean") for s in seeds]
         out[label] = summarise([v for v in values if v is not None])
         entry = {}
-        for key in ("mean", "mapillary_in_cityscapes.rider", "mapillary_in_cityscapes.road"):
+        for key in ("mean", "mapillary_in_cityscapes.iou.rider", "mapillary_in_cityscapes.iou.road"):
             vals = [_get(runs[(s, loss)], f"{model}.cross.{key}") for s in seeds]
             vals = [v for v in vals if v is not None]
             if vals:
                 entry[key] = summarise(vals)
-        own = [_get(runs[(s, loss)], f"{model}.seen.cityscapes.rider") for s in seeds]
+        own = [_get(runs[(s, loss)], f"{model}.seen.cityscapes.iou.rider") for s in seeds]
         if any(v is not None for v in own):
             entry["cityscapes_in_cityscapes.rider"] = summarise([v for v in own if v is not None])
         cross[label] = entry

@@ -91,7 +91,12 @@ def _metrics(results: dict) -> dict:
     out: dict = {}
     for task, r in results.items():
         group = out.setdefault(task.group, {})
-        group[task.name] = {"miou": r["miou"], "miou_merged": r.get("miou_merged"), "classes": r["classes"]}
+        group[task.name] = {
+            "miou": r["miou"],
+            "miou_merged": r.get("miou_merged"),
+            "classes": r["classes"],
+            "iou": {c: v for c, v in r["iou"]["restricted"].items() if v is not None},
+        }
     for group in out.values():
         scored = dict(group)
         group["mean"] = mean_of(scored, "miou")

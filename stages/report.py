@@ -88,7 +88,9 @@ def main(
         ]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
-        write_text(out, results_markdown(metrics, losses, p.train.datasets, relations, rel))
+        write_text(
+            out, results_markdown(metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol)
+        )
     typer.echo(f"report: {out} with {len(made)} figures in {figures}/")
 
 

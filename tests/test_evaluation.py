@@ -135,3 +135,74 @@ def test_sliding_window_equals_whole_image_for_a_pointwise_model():
     windowed = model_probs(Pointwise(), x, info, window=32)
     assert torch.allclose(whole, windowed, atol=1e-6)
     assert np.isfinite(windowed.numpy()).all()
+
+
+def test_cross_ground_truth_equals_a_brute_force_relabelling_of_the_world():
+    from uniseg.datasets.synthetic import WORLD_CLASSES, load_policy, world_to_space_lut
+
+    rng = np.random.default_rng(0)
+    world = torch.from_numpy(rng.integers(0, len(WORLD_CLASSES), (6, 9)).astype(np.uint8))
+    policy = load_policy("cityscapes")
+    gt = world_labels(world_to_space_lut("cityscapes"))(torch.zeros(1, 6, 9, dtype=torch.uint8), [world])[0]
+    for y in range(6):
+        for x in range(9):
+            name = policy.labels[WORLD_CLASSES[int(world[y, x])]]
+            expected = IGNORE if name is None else policy.classes.index(name)
+            assert int(gt[y, x]) == expected
+
+
+def test_merged_without_relations_equals_restricted():
+    torch.manual_seed(0)
+    target = make_target(["road", "car", "sky"], UNION)
+    probs = torch.rand(2, len(UNION), 5, 5)
+    assert torch.equal(predict_labels(probs, target, "merged"), predict_labels(probs, target, "restricted"))
+
+
+def test_conflict_table_lists_the_largest_gaps_first():
+    from uniseg.report import conflict_table
+
+    metrics = {
+        "base": {
+            "seen": {"cityscapes": {"iou": {"rider": 60.0, "road": 90.0}}},
+            "cross": {"mapillary_in_cityscapes": {"iou": {"rider": 20.0, "road": 88.0}}},
+        }
+    }
+    lines = conflict_table(metrics, {"base": "ce"})
+    rows = [line for line in lines if line.startswith("| mapillary_in_cityscapes")]
+    assert rows[0].startswith("| mapillary_in_cityscapes | rider | 60.0 / 20.0")
+
+
+def test_a_kitti_shaped_image_is_scored_at_its_label_resolution(tmp_path):
+    from PIL import Image
+
+    from uniseg.data import EvalSet, iter_batches, make_eval_loader
+    from uniseg.datasets.layout import DatasetMeta, write_meta
+    from uniseg.evaluation import own_labels, score_images
+    from uniseg.models import ModelInfo
+    from uniseg.shards import write_shards
+
+    raw = tmp_path / "raw"
+    (raw / "val").mkdir(parents=True)
+    Image.new("RGB", (1242, 375), (100, 100, 100)).save(raw / "val" / "k0.png")
+    label = np.zeros((375, 1242), dtype=np.uint8)
+    label[:100] = 1
+    Image.fromarray(label).save(raw / "val" / "k0.label.png")
+    write_meta(raw, DatasetMeta("kitti", "real", ["road", "sky"], {"val": 1}))
+    write_shards(raw, tmp_path / "shards", short_side=375, progress=False)
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            assert x.shape[-2] == 96, "the model sees the resized image"
+            out = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+            out[:, 0] = 1.0
+            return out
+
+    data = EvalSet(tmp_path / "shards", "val", height=96)
+    info = ModelInfo(["road", "sky"], "hrnet_w18_small", "cosine", 20.0, "nullbce")
+    target = make_target(data.classes, info.classes)
+    scorers = score_images(
+        Constant(), info, iter_batches(make_eval_loader(data, 1)), {"k": (target, own_labels)}
+    )
+    conf = scorers["k"].conf["restricted"]
+    assert conf.sum() == 375 * 1242
+    assert conf[1, 0] == 100 * 1242

@@ -44,6 +44,11 @@ def test_ints_are_accepted_where_numbers_are_due():
         ({"evaluate": {"protocol": "loose"}}, "evaluate.protocol"),
         ({"data": {"skip_corrupt": "yes"}}, "data.skip_corrupt: expected true/false"),
         ({"train": "fast"}, "train: expected a mapping"),
+        (
+            {"train": {"datasets": ["cityscape"]}},
+            "train.datasets: expected dataset names from cityscapes, bdd",
+        ),
+        ({"evaluate": {"unseen": ["kiti"]}}, "evaluate.unseen: expected dataset names from"),
     ],
 )
 def test_bad_values_are_named(data, message):

@@ -206,6 +206,30 @@ class Params:
     def validate(self, at: str) -> None:
         _check(self.loss in LOSSES, "loss", f"one of {choices(LOSSES)}", self.loss)
         _check(self.seed >= 0, "seed", "an int >= 0", self.seed)
+        known = known_dataset_names(self.data.source)
+        for key, names in (
+            ("train.datasets", self.train.datasets),
+            ("evaluate.unseen", self.evaluate.unseen),
+            ("evaluate.seen", self.evaluate.seen),
+        ):
+            for name in names:
+                _check(name in known, key, f"dataset names from {choices(known)}", name)
+
+
+def known_dataset_names(source: str) -> list[str]:
+    """Dataset names valid for `data.source`: the real datasets uniseg has label tables for, and for
+    the synthetic source also every policy file (a user can add one). Read from the data files, so
+    that params.py imports nothing heavy."""
+    here = Path(__file__).parent
+    with open(here / "taxonomy" / "datasets.yaml", encoding="utf-8") as f:
+        names = list(yaml.safe_load(f))
+    if source == "synthetic":
+        names += sorted(
+            p.stem
+            for p in (here / "datasets" / "synthetic" / "policies").glob("*.yaml")
+            if p.stem not in names
+        )
+    return names
 
 
 def _check(ok: bool, key: str, expected: str, got: Any) -> None:

@@ -55,6 +55,47 @@ def group_table(metrics: dict, losses: dict[str, str], group: str, key: str = "m
     return lines
 
 
+def conflict_table(metrics: dict, losses: dict[str, str], rows: int = 10) -> list[str]:
+    """Where label conflicts show: classes of label space j whose IoU on D_i's images (cross i_in_j) is
+    furthest below their IoU on D_j's own images (seen j), for the first model; all models side by side."""
+    models = [m for m in metrics if metrics[m].get("cross")]
+    if not models:
+        return []
+    first = metrics[models[0]]
+    gaps = []
+    for name, entry in first["cross"].items():
+        if not isinstance(entry, dict) or "_in_" not in name:
+            continue
+        j = name.split("_in_")[1]
+        own = first.get("seen", {}).get(j, {}).get("iou", {})
+        for c, v in entry.get("iou", {}).items():
+            if c in own:
+                gaps.append((own[c] - v, name, j, c))
+    gaps.sort(reverse=True)
+    if not gaps:
+        return []
+    head = " | ".join(f"{model_title(m, losses.get(m, m))}: own / cross" for m in models)
+    lines = [
+        "## Where the label conflicts show (per-class IoU, restricted)",
+        "",
+        f"Classes of label space j scored on D_j's own val images (own) and on D_i's val images (cross, i_in_j), "
+        f"largest gaps of {model_title(models[0], losses.get(models[0], models[0]))} first. A class that D_i labels "
+        "differently (e.g. Mapillary's bicyclist vs Cityscapes' rider) is where a loss that suppresses other "
+        "datasets' classes loses IoU.",
+        "",
+        f"| cross pair | class | {head} |",
+        "|---|---|" + "---|" * len(models),
+    ]
+    for _, name, j, c in gaps[:rows]:
+        cells = []
+        for m in models:
+            own = metrics[m].get("seen", {}).get(j, {}).get("iou", {}).get(c)
+            cross = metrics[m]["cross"].get(name, {}).get("iou", {}).get(c)
+            cells.append(f"{_fmt(own)} / {_fmt(cross)}")
+        lines.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def cross_matrix(metrics_model: dict, datasets: Sequence[str], key: str = "miou") -> np.ndarray:
     """[i, j] = mIoU of D_i's val images in D_j's label space (NaN on the diagonal: see the seen table)."""
     grid = np.full((len(datasets), len(datasets)), np.nan)
@@ -76,6 +117,7 @@ def results_markdown(
     datasets: Sequence[str],
     relations: dict | None,
     figures: Sequence[str],
+    protocol: str = "both",
 ) -> str:
     lines = [
         "# Results",
@@ -91,13 +133,16 @@ def results_markdown(
         ("seen", "Seen datasets (val splits)"),
         ("cross", "Cross label space (images of i scored in the label space of j)"),
     ):
-        for key, protocol in (
+        for key, title_p in (
             ("miou", "restricted (the paper's protocol)"),
             ("miou_merged", "merged (related union classes added into the target class)"),
         ):
+            if protocol != "both" and not title_p.startswith(protocol):
+                continue
             table = group_table(metrics, losses, group, key)
             if table:
-                lines += [f"## {title} — {protocol}", ""] + table + [""]
+                lines += [f"## {title} — {title_p}", ""] + table + [""]
+    lines += conflict_table(metrics, losses)
     if relations:
         r = relations.get("relations", {})
         pr = ""
