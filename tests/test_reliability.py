@@ -1,0 +1,173 @@
+"""Reliability and security: faults, bad input and untrusted files not covered elsewhere, and the
+table of every such case (reports/reliability.md), kept in sync with the tests by a test."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from uniseg.datasets.layout import DatasetMeta, write_meta
+from uniseg.errors import UserError
+from uniseg.fsio import write_json
+from uniseg.shards import ShardReader, write_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (case, expected behaviour, test) — rendered into reports/reliability.md.
+CASES = [
+    ("truncated / zero-byte image", "one line naming the file; no output left", "test_shards.py::test_bad_samples_fail_with_the_file_named_and_leave_no_output"),
+    ("label PNG of the wrong size or mode", "one line naming the file; no output left", "test_shards.py::test_bad_samples_fail_with_the_file_named_and_leave_no_output"),
+    ("label value outside the dataset's table", "one line naming file and value", "test_real_datasets.py::test_bad_real_data_is_one_clear_error_and_no_output"),
+    ("image without label and vice versa", "one line naming the file", "test_real_datasets.py::test_bad_real_data_is_one_clear_error_and_no_output"),
+    ("empty split / empty dataset", "clear error", "test_shards.py::test_empty_dataset_is_a_clear_error"),
+    ("skip_corrupt", "every skipped file listed", "test_shards.py::test_skip_corrupt_lists_every_skipped_file"),
+    ("duplicate keys across datasets", "allowed: keys are per dataset; both samples are trained on", "test_reliability.py::test_duplicate_keys_across_datasets_are_kept_apart"),
+    ("non-UTF-8 file names", "ingested with a sanitised key", "test_reliability.py::test_non_utf8_file_names_are_ingested"),
+    ("unknown params key, wrong type, out of range", "key path and valid choices, before heavy work", "test_params.py::test_bad_values_are_named"),
+    ("unknown dataset / backbone / loss name", "key path and valid choices", "test_params.py::test_bad_values_are_named"),
+    ("test dataset with no class in the model's union", "clear error", "test_evaluation.py::test_a_test_space_with_no_class_in_the_union_is_a_clear_error"),
+    ("kill -9 during shard writing", "no shard accepted; rerun finishes", "test_reliability.py::test_kill_during_shard_writing_leaves_nothing_that_is_accepted"),
+    ("kill during training", "resume gives the same weights", "test_engine.py::test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one"),
+    ("disk full during a write", "clear error; previous output intact", "test_reliability.py::test_disk_full_is_a_clear_error_and_keeps_the_previous_output"),
+    ("NaN loss", "stops with the iteration named", "test_engine.py::test_nan_loss_stops_with_the_iteration_named"),
+    ("model file that would run code", "refused (weights_only)", "test_models.py::test_a_model_file_that_would_run_code_is_refused"),
+    ("archive with ../ members or links", "refused, nothing written", "test_real_datasets.py::test_archives_with_traversal_or_links_are_refused"),
+    ("download checksum mismatch", "clear error, partial file removed", "test_real_datasets.py::test_fetch_verifies_and_resumes"),
+    ("predict: unreadable image, not a model, unknown label space", "other images processed, failures listed, exit 1", "test_reliability.py::test_predict_reports_bad_inputs_and_writes_only_under_out"),
+]
+
+
+def render_table() -> str:
+    lines = [
+        "# Reliability",
+        "",
+        "Every case below is a test in `tests/` (run by `make test`); this file is checked against them by",
+        "`tests/test_reliability.py::test_reliability_table_is_in_sync`.",
+        "",
+        "| case | expected behaviour | test |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {case} | {expected} | `{test}` |" for case, expected, test in CASES]
+    return "\n".join(lines) + "\n"
+
+
+def test_reliability_table_is_in_sync():
+    for _, _, test in CASES:
+        module, name = test.split("::")
+        text = (ROOT / "tests" / module).read_text(encoding="utf-8")
+        assert f"def {name}(" in text, f"{test} does not exist"
+    path = ROOT / "reports" / "reliability.md"
+    assert path.is_file() and path.read_text(encoding="utf-8") == render_table(), (
+        "reports/reliability.md is out of date: python -m tests.test_reliability"
+    )
+
+
+def _dataset(root, name="toy", n=3, keys=None):
+    (root / "train").mkdir(parents=True)
+    for k, key in enumerate(keys or [f"s{i}" for i in range(n)]):
+        Image.new("RGB", (32, 32), (k * 40, 0, 0)).save(root / "train" / f"{key}.png")
+        Image.fromarray(np.full((32, 32), k % 2, dtype=np.uint8)).save(root / "train" / f"{key}.label.png")
+    write_meta(root, DatasetMeta(name, "real", ["road", "car"], {"train": n}))
+
+
+def test_duplicate_keys_across_datasets_are_kept_apart(tmp_path):
+    from uniseg.data import TrainSet
+
+    _dataset(tmp_path / "raw_a", "a", keys=["x0", "x1"])
+    _dataset(tmp_path / "raw_b", "b", keys=["x0", "x1"])
+    write_shards(tmp_path / "raw_a", tmp_path / "a", 32, progress=False)
+    write_shards(tmp_path / "raw_b", tmp_path / "b", 32, progress=False)
+    data = TrainSet([tmp_path / "a", tmp_path / "b"], ["car", "road"], (32, 32), (1.0, 1.0))
+    assert len(data) == 4 and sorted(d for d, _ in data.items) == [0, 0, 1, 1]
+
+
+def test_non_utf8_file_names_are_ingested(tmp_path):
+    from uniseg.datasets.real import ingest
+
+    root = tmp_path / "kitti"
+    (root / "training" / "image_2").mkdir(parents=True)
+    (root / "training" / "semantic").mkdir(parents=True)
+    name = os.fsdecode(b"caf\xe9_10.png")
+    Image.new("RGB", (16, 8)).save(root / "training" / "image_2" / name)
+    Image.fromarray(np.full((8, 16), 7, dtype=np.uint8)).save(root / "training" / "semantic" / name)
+    result = ingest("kitti", root, tmp_path / "out")
+    assert result["images"] == 1
+    assert [p.name for p in (tmp_path / "out" / "val").iterdir() if p.name.endswith(".label.png")] == ["caf__10.label.png"]
+
+
+def test_kill_during_shard_writing_leaves_nothing_that_is_accepted(tmp_path):
+    raw = tmp_path / "raw"
+    _dataset(raw, n=400)
+    code = (
+        "import sys, time; import uniseg.shards as s\n"
+        "real = s._process\n"
+        "def slow(job):\n    time.sleep(0.01); return real(job)\n"
+        "s._process = slow\n"
+        f"s.write_shards({str(raw)!r}, {str(tmp_path / 'out')!r}, 32, 50, 1, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out").exists(), "a killed writer never leaves a shard folder in place"
+    with pytest.raises(UserError, match="no manifest.parquet"):
+        ShardReader(tmp_path / "out")
+    write_shards(raw, tmp_path / "out", 32, 50, 1, progress=False)
+    assert len(ShardReader(tmp_path / "out")) == 400
+
+
+def test_disk_full_is_a_clear_error_and_keeps_the_previous_output(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"old": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(UserError, match="no space left on the device"):
+        write_json(target, {"new": 2})
+    monkeypatch.undo()
+    assert target.read_text().strip().replace(" ", "").replace("\n", "") == '{"old":1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"], "no temporary left behind"
+
+
+def test_predict_reports_bad_inputs_and_writes_only_under_out(tmp_path):
+    import torch
+
+    from uniseg.models import ModelInfo, build_model, save_model_file
+
+    torch.manual_seed(0)
+    union = ["car", "road", "sky"]
+    model = build_model("hrnet_w18_small", "cosine", len(union))
+    save_model_file(tmp_path / "m.pt", model, ModelInfo(union, "hrnet_w18_small", "cosine", 20.0, "nullbce", offset=-0.7))
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.new("RGB", (48, 32), (10, 20, 30)).save(images / "good.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "uniseg.cli", "predict", str(images), "--model", str(tmp_path / "m.pt"), "--out", str(out)]
+    proc = subprocess.run([*cmd, "--label-space", "kitti"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "broken.png: cannot be decoded" in proc.stderr
+    assert (out / "good.png").is_file() and (out / "good.overlay.png").is_file()
+    written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {"m.pt", "in", "out"}
+    proc = subprocess.run([*cmd, "--label-space", "atlantis"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "unknown dataset 'atlantis'" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    cmd[cmd.index("--model") + 1] = str(tmp_path / "junk.pt")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "not a uniseg model file" in proc.stderr
+
+
+if __name__ == "__main__":  # regenerate reports/reliability.md
+    (ROOT / "reports" / "reliability.md").write_text(render_table(), encoding="utf-8")
