@@ -22,25 +22,97 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (case, expected behaviour, test) — rendered into reports/reliability.md.
 CASES = [
-    ("truncated / zero-byte image", "one line naming the file; no output left", "test_shards.py::test_bad_samples_fail_with_the_file_named_and_leave_no_output"),
-    ("label PNG of the wrong size or mode", "one line naming the file; no output left", "test_shards.py::test_bad_samples_fail_with_the_file_named_and_leave_no_output"),
-    ("label value outside the dataset's table", "one line naming file and value", "test_real_datasets.py::test_bad_real_data_is_one_clear_error_and_no_output"),
-    ("image without label and vice versa", "one line naming the file", "test_real_datasets.py::test_bad_real_data_is_one_clear_error_and_no_output"),
+    (
+        "truncated / zero-byte image",
+        "one line naming the file; no output left",
+        "test_shards.py::test_bad_samples_fail_with_the_file_named_and_leave_no_output",
+    ),
+    (
+        "label PNG of the wrong size or mode",
+        "one line naming the file; no output left",
+        "test_shards.py::test_bad_samples_fail_with_the_file_named_and_leave_no_output",
+    ),
+    (
+        "label value outside the dataset's table",
+        "one line naming file and value",
+        "test_real_datasets.py::test_bad_real_data_is_one_clear_error_and_no_output",
+    ),
+    (
+        "image without label and vice versa",
+        "one line naming the file",
+        "test_real_datasets.py::test_bad_real_data_is_one_clear_error_and_no_output",
+    ),
     ("empty split / empty dataset", "clear error", "test_shards.py::test_empty_dataset_is_a_clear_error"),
-    ("skip_corrupt", "every skipped file listed", "test_shards.py::test_skip_corrupt_lists_every_skipped_file"),
-    ("duplicate keys across datasets", "allowed: keys are per dataset; both samples are trained on", "test_reliability.py::test_duplicate_keys_across_datasets_are_kept_apart"),
-    ("non-UTF-8 file names", "ingested with a sanitised key", "test_reliability.py::test_non_utf8_file_names_are_ingested"),
-    ("unknown params key, wrong type, out of range", "key path and valid choices, before heavy work", "test_params.py::test_bad_values_are_named"),
-    ("unknown dataset / backbone / loss name", "key path and valid choices", "test_params.py::test_bad_values_are_named"),
-    ("test dataset with no class in the model's union", "clear error", "test_evaluation.py::test_a_test_space_with_no_class_in_the_union_is_a_clear_error"),
-    ("kill -9 during shard writing", "no shard accepted; rerun finishes", "test_reliability.py::test_kill_during_shard_writing_leaves_nothing_that_is_accepted"),
-    ("kill during training", "resume gives the same weights", "test_engine.py::test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one"),
-    ("disk full during a write", "clear error; previous output intact", "test_reliability.py::test_disk_full_is_a_clear_error_and_keeps_the_previous_output"),
-    ("NaN loss", "stops with the iteration named", "test_engine.py::test_nan_loss_stops_with_the_iteration_named"),
-    ("model file that would run code", "refused (weights_only)", "test_models.py::test_a_model_file_that_would_run_code_is_refused"),
-    ("archive with ../ members or links", "refused, nothing written", "test_real_datasets.py::test_archives_with_traversal_or_links_are_refused"),
-    ("download checksum mismatch", "clear error, partial file removed", "test_real_datasets.py::test_fetch_verifies_and_resumes"),
-    ("predict: unreadable image, not a model, unknown label space", "other images processed, failures listed, exit 1", "test_reliability.py::test_predict_reports_bad_inputs_and_writes_only_under_out"),
+    (
+        "skip_corrupt",
+        "every skipped file listed",
+        "test_shards.py::test_skip_corrupt_lists_every_skipped_file",
+    ),
+    (
+        "duplicate keys across datasets",
+        "allowed: keys are per dataset; both samples are trained on",
+        "test_reliability.py::test_duplicate_keys_across_datasets_are_kept_apart",
+    ),
+    (
+        "non-UTF-8 file names",
+        "ingested with a sanitised key",
+        "test_reliability.py::test_non_utf8_file_names_are_ingested",
+    ),
+    (
+        "unknown params key, wrong type, out of range",
+        "key path and valid choices, before heavy work",
+        "test_params.py::test_bad_values_are_named",
+    ),
+    (
+        "unknown dataset / backbone / loss name",
+        "key path and valid choices",
+        "test_params.py::test_bad_values_are_named",
+    ),
+    (
+        "test dataset with no class in the model's union",
+        "clear error",
+        "test_evaluation.py::test_a_test_space_with_no_class_in_the_union_is_a_clear_error",
+    ),
+    (
+        "kill -9 during shard writing",
+        "no shard accepted; rerun finishes",
+        "test_reliability.py::test_kill_during_shard_writing_leaves_nothing_that_is_accepted",
+    ),
+    (
+        "kill during training",
+        "resume gives the same weights",
+        "test_engine.py::test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one",
+    ),
+    (
+        "disk full during a write",
+        "clear error; previous output intact",
+        "test_reliability.py::test_disk_full_is_a_clear_error_and_keeps_the_previous_output",
+    ),
+    (
+        "NaN loss",
+        "stops with the iteration named",
+        "test_engine.py::test_nan_loss_stops_with_the_iteration_named",
+    ),
+    (
+        "model file that would run code",
+        "refused (weights_only)",
+        "test_models.py::test_a_model_file_that_would_run_code_is_refused",
+    ),
+    (
+        "archive with ../ members or links",
+        "refused, nothing written",
+        "test_real_datasets.py::test_archives_with_traversal_or_links_are_refused",
+    ),
+    (
+        "download checksum mismatch",
+        "clear error, partial file removed",
+        "test_real_datasets.py::test_fetch_verifies_and_resumes",
+    ),
+    (
+        "predict: unreadable image, not a model, unknown label space",
+        "other images processed, failures listed, exit 1",
+        "test_reliability.py::test_predict_reports_bad_inputs_and_writes_only_under_out",
+    ),
 ]
 
 
@@ -99,7 +171,9 @@ def test_non_utf8_file_names_are_ingested(tmp_path):
     Image.fromarray(np.full((8, 16), 7, dtype=np.uint8)).save(root / "training" / "semantic" / name)
     result = ingest("kitti", root, tmp_path / "out")
     assert result["images"] == 1
-    assert [p.name for p in (tmp_path / "out" / "val").iterdir() if p.name.endswith(".label.png")] == ["caf__10.label.png"]
+    assert [p.name for p in (tmp_path / "out" / "val").iterdir() if p.name.endswith(".label.png")] == [
+        "caf__10.label.png"
+    ]
 
 
 def test_kill_during_shard_writing_leaves_nothing_that_is_accepted(tmp_path):
@@ -149,20 +223,36 @@ def test_predict_reports_bad_inputs_and_writes_only_under_out(tmp_path):
     torch.manual_seed(0)
     union = ["car", "road", "sky"]
     model = build_model("hrnet_w18_small", "cosine", len(union))
-    save_model_file(tmp_path / "m.pt", model, ModelInfo(union, "hrnet_w18_small", "cosine", 20.0, "nullbce", offset=-0.7))
+    save_model_file(
+        tmp_path / "m.pt", model, ModelInfo(union, "hrnet_w18_small", "cosine", 20.0, "nullbce", offset=-0.7)
+    )
     images = tmp_path / "in"
     images.mkdir()
     Image.new("RGB", (48, 32), (10, 20, 30)).save(images / "good.png")
     (images / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "uniseg.cli", "predict", str(images), "--model", str(tmp_path / "m.pt"), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uniseg.cli",
+        "predict",
+        str(images),
+        "--model",
+        str(tmp_path / "m.pt"),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run([*cmd, "--label-space", "kitti"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1 and "broken.png: cannot be decoded" in proc.stderr
     assert (out / "good.png").is_file() and (out / "good.overlay.png").is_file()
     written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()}
     assert written == {"m.pt", "in", "out"}
     proc = subprocess.run([*cmd, "--label-space", "atlantis"], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 1 and "unknown dataset 'atlantis'" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 1
+        and "unknown dataset 'atlantis'" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     (tmp_path / "junk.pt").write_bytes(b"junk")
     cmd[cmd.index("--model") + 1] = str(tmp_path / "junk.pt")
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
