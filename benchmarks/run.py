@@ -9,6 +9,12 @@ timed interleaved, several rounds, and the median of each is compared.
   (logits at full resolution) on the same images. Goal: <= 1.15.
 - metrics.confusion_over_reference: uniseg's confusion matrix vs sklearn-style (bincount per image in
   numpy) on the same predictions.
+- shard.speedup_2_over_1: shard writing with 2 processes vs 1 (goal >= 1.6 on 2 cores);
+  shard.speedup_over_naive: 2-process shard writing vs a naive single-process loop that resizes into
+  loose files (goal >= 1.5); shard.read_last_over_first: reading the last row of a shard vs the first
+  (O(1) access: about 1).
+- loader.stall_fraction: share of a training loop's time spent waiting for the next batch with the
+  default settings (goal <= 0.10 on CPU).
 """
 
 from __future__ import annotations
@@ -142,6 +148,114 @@ def bench_confusion(rounds: int) -> dict:
     return {"metrics.confusion_over_reference": round(times["uniseg"] / times["reference"], 3)}
 
 
+def _raw_dataset(root: Path, n: int, size: tuple[int, int]) -> Path:
+    from PIL import Image
+
+    from uniseg.datasets.layout import DatasetMeta, write_meta
+
+    rng = np.random.default_rng(0)
+    folder = root / "train"
+    folder.mkdir(parents=True)
+    for k in range(n):
+        base = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+        Image.fromarray(base).resize(size, Image.Resampling.BILINEAR).save(
+            folder / f"s{k:04d}.jpg", quality=90
+        )
+        label = rng.integers(0, 19, (size[1] // 16, size[0] // 16), dtype=np.uint8)
+        Image.fromarray(label).resize(size, Image.Resampling.NEAREST).save(folder / f"s{k:04d}.label.png")
+    write_meta(root, DatasetMeta("bench", "real", [f"c{i}" for i in range(19)], {"train": n}))
+    return root
+
+
+def bench_shards(tmp: Path, rounds: int) -> dict:
+    from PIL import Image
+
+    from uniseg.datasets.layout import list_samples
+    from uniseg.shards import ShardReader, write_shards
+
+    raw = _raw_dataset(tmp / "raw", 48, (1280, 720))
+
+    def naive():
+        out = tmp / "naive"
+        out.mkdir(exist_ok=True)
+        for s in list_samples(raw, "train"):
+            img = Image.open(s.image).convert("RGB")
+            lab = Image.open(s.label)
+            size = (round(img.width * 360 / img.height), 360)
+            img.resize(size, Image.Resampling.BILINEAR).save(out / f"{s.key}.jpg", quality=95)
+            lab.resize(size, Image.Resampling.NEAREST).save(out / f"{s.key}.png")
+
+    times = _interleaved(
+        {
+            "one": lambda: write_shards(raw, tmp / "s1", 360, 256, workers=1, progress=False),
+            "two": lambda: write_shards(raw, tmp / "s2", 360, 256, workers=2, progress=False),
+            "naive": naive,
+        },
+        max(3, rounds // 2),
+        warmup=1,
+    )
+    reader = ShardReader(tmp / "s2")
+    first, last = 0, len(reader) - 1
+    reads = _interleaved(
+        {"first": lambda: reader.read_raw(first), "last": lambda: reader.read_raw(last)}, 200, warmup=5
+    )
+    return {
+        "shard.speedup_2_over_1": round(times["one"] / times["two"], 3),
+        "shard.speedup_over_naive": round(times["naive"] / times["two"], 3),
+        "shard.read_last_over_first": round(reads["last"] / reads["first"], 3),
+        "shard.setting": "48 JPEG images 1280x720 -> shorter side 360",
+    }
+
+
+def bench_loader(tmp: Path, iterations: int = 30) -> dict:
+    """Default-profile training steps; time spent waiting in next(loader) over the total."""
+    from uniseg.data import TrainSet, make_train_loader
+    from uniseg.datasets.synthetic import generate_dataset
+    from uniseg.losses import build_loss, dataset_masks, normalise_loss
+    from uniseg.models import build_model
+    from uniseg.params import load_params
+    from uniseg.shards import write_shards
+    from uniseg.taxonomy import union
+
+    p = load_params()
+    dirs, spaces = [], []
+    for name in p.train.datasets:
+        meta = generate_dataset(name, tmp / "raw" / name, p.synthetic)
+        write_shards(tmp / "raw" / name, tmp / "shards" / name, p.shard.short_side, progress=False)
+        dirs.append(tmp / "shards" / name)
+        spaces.append(meta.classes)
+    classes = union(spaces)
+    data = TrainSet(dirs, classes, tuple(p.train.crop), tuple(p.train.scale))
+    loader, sampler = make_train_loader(data, p.train.batch_size, p.train.workers, 0)
+    model = build_model(p.model.backbone, p.model.classifier, len(classes), p.model.t)
+    loss_fn = build_loss("nullbce", dataset_masks(classes, spaces))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    waited, total, done = 0.0, 0.0, 0
+    sampler.set_epoch(0)
+    it = iter(loader)
+    next(it)  # workers started
+    start = time.perf_counter()
+    while done < iterations:
+        t0 = time.perf_counter()
+        try:
+            images, labels, ids = next(it)
+        except StopIteration:
+            sampler.set_epoch(done)
+            it = iter(loader)
+            continue
+        waited += time.perf_counter() - t0
+        loss = normalise_loss(*loss_fn(model(images), labels, ids))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        done += 1
+    total = time.perf_counter() - start
+    return {
+        "loader.stall_fraction": round(waited / total, 3),
+        "loader.setting": f"default profile, {iterations} iterations, {p.train.workers} workers",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
@@ -160,6 +274,13 @@ def main() -> None:
     result.update(bench_mining(4, (128, 256), args.rounds))
     print("confusion matrix ...", flush=True)
     result.update(bench_confusion(args.rounds))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print("shards ...", flush=True)
+        result.update(bench_shards(Path(tmp) / "shards", args.rounds))
+        print("loader ...", flush=True)
+        result.update(bench_loader(Path(tmp) / "loader"))
     write_json(args.out, result)
     for key, value in result.items():
         print(f"{key:<40} {value}")

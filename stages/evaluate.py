@@ -112,7 +112,7 @@ def _details(results: dict, out_dir: Path) -> None:
         key = f"{task.group}/{task.name}"
         for cls, iou in r["iou"]["restricted"].items():
             if iou is not None:
-                rows.append({"task": key, "class": cls, "iou": iou})
+                rows.append({"task": key, "class": cls, "key": f"{key}: {cls}", "iou": iou})
         classes = list(r["iou"]["restricted"])
         details[key] = {
             "images": task.images,

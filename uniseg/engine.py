@@ -194,7 +194,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     )
     if job.init_model is not None:
         _init_from(model, job.init_model, job.union)
-    if world > 1:
+    if world > 1 and cuda:  # SyncBatchNorm is GPU-only; on CPU (gloo) BN statistics stay per process
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     if cuda:

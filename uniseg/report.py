@@ -228,7 +228,8 @@ def plot_cross(metrics: dict, losses: dict[str, str], datasets: Sequence[str], p
     models = [m for m in metrics if metrics[m].get("cross")]
     if not models or len(datasets) < 2:
         return False
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models) + 1, 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models) + 1.5, 4.6), squeeze=False)
+    fig.subplots_adjust(wspace=0.55, bottom=0.22, left=0.12)
     for ax, model in zip(axes[0], models, strict=True):
         grid = cross_matrix(metrics[model], datasets)
         im = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
