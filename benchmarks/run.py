@@ -259,7 +259,7 @@ def bench_loader(tmp: Path, iterations: int = 30) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument(
         "--crop", type=int, nargs=2, default=[128, 256], help="loss benchmark crop (default profile)"
     )

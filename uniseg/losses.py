@@ -77,6 +77,31 @@ def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offse
     return loss
 
 
+class _MaskedSoftplus(torch.autograd.Function):
+    """sum over valid pixels and own classes of softplus(x + offset), with a hand-written backward.
+
+    Forward: one softplus pass and one batched matrix product with the class mask (the reduction over
+    classes). Backward: sigmoid, then two in-place multiplies. Classes outside the mask get exactly
+    zero gradient (multiplied by 0). Autograd's generic version costs a third more (see `make bench`)."""
+
+    @staticmethod
+    def forward(ctx, x, weights, valid, offset):
+        z = x.float() + offset if offset else x.float()
+        b, k = z.shape[:2]
+        per_pixel = torch.bmm(weights.unsqueeze(1), F.softplus(z).view(b, k, -1)).view(valid.shape)
+        ctx.save_for_backward(z, weights, valid)
+        ctx.input_dtype = x.dtype
+        return (per_pixel * valid).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, weights, valid = ctx.saved_tensors
+        g = torch.sigmoid(z)
+        g.mul_(weights[:, :, None, None])
+        g.mul_((valid * grad).unsqueeze(1))
+        return g.to(ctx.input_dtype), None, None, None
+
+
 @register_loss("nullbce")
 def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Null BCE (eq. 4): sigmoid BCE only over the classes of the sample's own dataset; classes outside
@@ -84,11 +109,11 @@ def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, o
     masks = dataset_masks.float()
 
     def loss(logits, labels, dataset_ids):
-        logits = logits.float() + offset
         valid, safe = _valid_and_safe(labels)
-        own = masks.to(logits.device)[dataset_ids][:, :, None, None]  # [B, K, 1, 1]
-        neg = ((F.softplus(logits) * own).sum(1) * valid).sum()
-        return neg - _positive_term(logits, safe, valid), valid.sum()
+        weights = masks.to(logits.device)[dataset_ids]  # [B, K]
+        neg = _MaskedSoftplus.apply(logits, weights, valid.float(), offset)
+        pos = logits.gather(1, safe.unsqueeze(1)).squeeze(1).float() + offset
+        return neg - (pos * valid).sum(), valid.sum()
 
     return loss
 
@@ -123,19 +148,22 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, off
         kind_out[row, : len(cols)] = 1.0 - kind_in[row, : len(cols)]
     has_relations = bool(secondary.any())
 
+    masks = dataset_masks.float()
+
     def loss(logits, labels, dataset_ids):
-        total, count = nullbce(logits, labels, dataset_ids)
         if not has_relations:
-            return total, count
-        logits = logits.float() + offset
+            return nullbce(logits, labels, dataset_ids)
         valid, safe = _valid_and_safe(labels)
+        neg = _MaskedSoftplus.apply(logits, masks.to(logits.device)[dataset_ids], valid.float(), offset)
         row = dataset_ids[:, None, None] * k + safe  # [B, H, W]
-        cols = index.to(logits.device)[row].permute(0, 3, 1, 2)  # [B, S, H, W]
-        x = logits.gather(1, cols)
+        secondary_cols = index.to(logits.device)[row].permute(0, 3, 1, 2)  # [B, S, H, W]
+        # One gather for the label and its secondaries (one scatter in the backward pass).
+        x = logits.gather(1, torch.cat([safe.unsqueeze(1), secondary_cols], 1)).float() + offset
         w_out = kind_out.to(logits.device)[row].permute(0, 3, 1, 2)
         w_in = kind_in.to(logits.device)[row].permute(0, 3, 1, 2)
-        extra = (F.softplus(-x) * w_out - x * w_in).sum(1)
-        return total + (extra * valid).sum(), count
+        sec = x[:, 1:]
+        per_pixel = (F.softplus(-sec) * w_out - sec * w_in).sum(1) - x[:, 0]
+        return neg + (per_pixel * valid).sum(), valid.sum()
 
     return loss
 

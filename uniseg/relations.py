@@ -34,18 +34,22 @@ def accumulate_similarities(
     cosine: torch.Tensor, labels: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor
 ) -> None:
     """cosine [B, K, H, W], labels [B, H, W] union indices (IGNORE skipped) -> adds into sums [K, K]
-    (row = ground-truth class, column = union class) and counts [K], both float64, in place."""
+    (row = ground-truth class, column = union class) and counts [K], both float64, in place.
+
+    Per image, one index_add over the pixel axis of the [K, H*W] cosines (no transpose, no copy of
+    the valid pixels): ignore pixels go to an extra bin that is dropped. The batch's partial sums are
+    float32 (terms of magnitude <= 1) and are accumulated in float64 across batches."""
     k = cosine.shape[1]
-    flat = labels.reshape(-1).long()
-    keep = flat != IGNORE
-    cos = cosine.permute(1, 0, 2, 3).reshape(k, -1)[:, keep]
-    flat = flat[keep]
-    if flat.numel() == 0:
-        return
-    if int(flat.max()) >= k:
-        raise DataError(f"label value {int(flat.max())} is outside the model's {k} classes")
-    sums.index_add_(0, flat.to(sums.device), cos.t().to(sums))
-    counts += torch.bincount(flat, minlength=k).to(counts)
+    flat = labels.reshape(labels.shape[0], -1).long()
+    bad = (flat != IGNORE) & (flat >= k)
+    if bool(bad.any()):
+        raise DataError(f"label value {int(flat[bad][0])} is outside the model's {k} classes")
+    flat = torch.where(flat == IGNORE, torch.full_like(flat, k), flat)
+    partial = torch.zeros(k, k + 1, dtype=torch.float32, device=cosine.device)
+    for b in range(cosine.shape[0]):
+        partial.index_add_(1, flat[b], cosine[b].reshape(k, -1).float())
+    sums += partial[:, :k].t().to(sums)
+    counts += torch.bincount(flat.reshape(-1), minlength=k + 1)[:k].to(counts)
 
 
 @torch.no_grad()

@@ -146,7 +146,10 @@ def write_shards(
         try:
             for split, samples in splits.items():
                 jobs = [(f, short_side, num_classes) for f in samples]
-                results = pool.imap(_process, jobs, chunksize=8) if pool else map(_process, jobs)
+                chunk = max(
+                    1, min(8, len(jobs) // (4 * workers))
+                )  # small chunks keep both workers busy to the end
+                results = pool.imap(_process, jobs, chunksize=chunk) if pool else map(_process, jobs)
                 bar = tqdm(results, total=len(jobs), desc=f"shard {meta.name}/{split}", disable=not progress)
                 writer, shard_name, row = None, None, 0
                 for record, error in bar:
