@@ -199,3 +199,14 @@ def test_training_with_two_cpu_processes_runs_end_to_end(shards, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     weights = _weights(tmp_path / "m.pt")
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_a_few_iterations_reduce_the_loss(shards, tmp_path):
+    import pandas as pd
+
+    train_model(
+        _job(shards, tmp_path, iters=30, batch_size=4, log_every=5, checkpoint_every=30), progress=False
+    )
+    curve = pd.read_csv(tmp_path / "log" / "plots" / "metrics" / "loss.tsv", sep="\t")["loss"].tolist()
+    assert len(curve) == 6  # means over windows of 5 iterations
+    assert curve[-1] < 0.7 * curve[0], curve

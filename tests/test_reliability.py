@@ -113,6 +113,11 @@ CASES = [
         "other images processed, failures listed, exit 1",
         "test_reliability.py::test_predict_reports_bad_inputs_and_writes_only_under_out",
     ),
+    (
+        "predict over many images",
+        "peak memory does not grow with the image count; throughput printed",
+        "test_reliability.py::test_predict_memory_does_not_grow_with_the_number_of_images",
+    ),
 ]
 
 
@@ -261,3 +266,48 @@ def test_predict_reports_bad_inputs_and_writes_only_under_out(tmp_path):
 
 if __name__ == "__main__":  # regenerate reports/reliability.md
     (ROOT / "reports" / "reliability.md").write_text(render_table(), encoding="utf-8")
+
+
+LOAD_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from uniseg.predict import predict_paths
+inputs, model, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+files = sorted(inputs.iterdir())
+predict_paths(files[:50], model, out / "a")
+after_50 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+predict_paths(files, model, out / "b")
+after_all = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(after_50, after_all)
+"""
+
+
+def test_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    import torch
+
+    from uniseg.models import ModelInfo, build_model, save_model_file
+
+    torch.manual_seed(0)
+    model = build_model("hrnet_w18_small", "cosine", 3)
+    save_model_file(
+        tmp_path / "m.pt",
+        model,
+        ModelInfo(["car", "road", "sky"], "hrnet_w18_small", "cosine", 20.0, "nullbce"),
+    )
+    images = tmp_path / "in"
+    images.mkdir()
+    for k in range(400):
+        Image.new("RGB", (64, 32), (k % 255, 0, 0)).save(images / f"i{k:04d}.png")
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(images), str(tmp_path / "m.pt"), str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after_50, after_all = map(int, proc.stdout.split()[-2:])
+    assert after_all - after_50 < 60 * 1024, (
+        f"peak RSS grew by {(after_all - after_50) / 1024:.0f} MiB over 350 more images"
+    )
+    assert "images/s" in proc.stdout
+    assert len(list((tmp_path / "out" / "b").glob("*.overlay.png"))) == 400

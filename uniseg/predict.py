@@ -8,6 +8,7 @@ where its sigmoid score exceeds T (the paper's multi-label output, e.g. "bicycli
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def predict_paths(
         raise UserError(f"no images found in {', '.join(map(str, inputs))} (suffixes {', '.join(SUFFIXES)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = []
+    start = time.perf_counter()
     from tqdm import tqdm
 
     for path in tqdm(files, desc="predict", disable=len(files) < 2):
@@ -109,5 +111,11 @@ def predict_paths(
     write_json(
         out_dir / "classes.json",
         {"classes": names, "model": str(model_path), "label_space": label_space or "union"},
+    )
+    seconds = time.perf_counter() - start
+    done = len(files) - len(failures)
+    print(
+        f"predicted {done} image(s) in {seconds:.1f}s ({done / max(seconds, 1e-9):.1f} images/s) -> {out_dir}",
+        flush=True,
     )
     return failures
