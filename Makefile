@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 0 1 2 3 4
+# Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help install repro test lint format bench seeds paper lock clean
 

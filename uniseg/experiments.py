@@ -61,8 +61,12 @@ def grid() -> list[tuple[str, list[str]]]:
     return runs
 
 
+# The dvc of this environment (next to its python), so that `make` works without an activated venv.
+_DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
+
+
 def _dvc(*args: str) -> str:
-    proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    proc = subprocess.run([_DVC, *args], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"error: dvc {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()[-1000:]}")
     return proc.stdout
