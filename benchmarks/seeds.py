@@ -14,11 +14,11 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from uniseg.experiments import run_dvc as _dvc
 from uniseg.fsio import write_json, write_text
 
 METRICS_FILE = "reports/metrics.json"
@@ -38,17 +38,6 @@ def summarise(values: list[float]) -> dict:
         "ci95": [round(mean - half, 2), round(mean + half, 2)],
         "per_seed": [round(v, 2) for v in values],
     }
-
-
-# The dvc of this environment (next to its python), so that `make` works without an activated venv.
-_DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
-
-
-def _dvc(*args: str) -> str:
-    proc = subprocess.run([_DVC, *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"error: dvc {' '.join(args)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def experiment_metrics(name: str) -> dict:

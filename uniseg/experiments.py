@@ -65,10 +65,11 @@ def grid() -> list[tuple[str, list[str]]]:
 _DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
 
 
-def _dvc(*args: str) -> str:
+def run_dvc(*args: str) -> str:
+    """stdout of `dvc ARGS`; a failure exits with dvc's message."""
     proc = subprocess.run([_DVC, *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        sys.exit(f"error: dvc {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()[-1000:]}")
+        sys.exit(f"error: dvc {' '.join(args)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return proc.stdout
 
 
@@ -79,7 +80,7 @@ def queue() -> None:
         args = ["exp", "run", "--queue", "-n", name]
         for o in overrides:
             args += ["-S", o]
-        _dvc(*args)
+        run_dvc(*args)
         typer.echo(f"queued {name}: {' '.join(overrides)}")
 
 
@@ -138,7 +139,7 @@ def render_table(shown: list[dict]) -> str:
 @app.command()
 def table(out: Path = typer.Option(Path("reports/paper_tables.md"), "--out")) -> None:
     """Render the grid's results from `dvc exp show --json` into one markdown table."""
-    shown = json.loads(_dvc("exp", "show", "--json", "--no-fetch"))
+    shown = json.loads(run_dvc("exp", "show", "--json", "--no-fetch"))
     write_text(out, render_table(shown))
     typer.echo(f"wrote {out}")
 
