@@ -42,7 +42,8 @@ def summarise(values: list[float]) -> dict:
 
 def experiment_metrics(name: str) -> dict:
     """The metrics.json of the named experiment, from `dvc exp show --json`."""
-    shown = json.loads(_dvc("exp", "show", "--json", "--no-fetch"))
+    # --all-commits: an experiment belongs to the commit it started from, which may not be HEAD now.
+    shown = json.loads(_dvc("exp", "show", "--json", "--no-fetch", "--all-commits"))
     for commit in shown:
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs", []):
@@ -120,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", default="reports/headline.json")
+    parser.add_argument("--rerun", action="store_true", help="rerun experiments that already exist")
     args = parser.parse_args()
     runs = {}
     for seed in args.seeds:
@@ -127,8 +129,13 @@ def main() -> None:
             name = f"seed{seed}-{loss}"
             start = time.monotonic()
             print(f"[seeds] running {name} ...", flush=True)
-            _dvc("exp", "remove", name) if name in _dvc("exp", "list", "--name-only") else None
-            _dvc("exp", "run", "--temp", "-n", name, "-S", f"seed={seed}", "-S", f"loss={loss}")
+            done = name in _dvc("exp", "list", "--all-commits", "--name-only").split()
+            if done and not args.rerun:
+                print(f"[seeds] {name} exists (pass --rerun to run it again)", flush=True)
+            else:
+                if done:
+                    _dvc("exp", "remove", name)
+                _dvc("exp", "run", "--temp", "-n", name, "-S", f"seed={seed}", "-S", f"loss={loss}")
             runs[(seed, loss)] = experiment_metrics(name)
             print(f"[seeds] {name} done in {time.monotonic() - start:.0f} s", flush=True)
     headline = collect(runs, args.seeds)
