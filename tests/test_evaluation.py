@@ -206,3 +206,12 @@ def test_a_kitti_shaped_image_is_scored_at_its_label_resolution(tmp_path):
     conf = scorers["k"].conf["restricted"]
     assert conf.sum() == 375 * 1242
     assert conf[1, 0] == 100 * 1242
+
+
+def test_unlearned_classes_are_listed():
+    from uniseg.report import unlearned_classes
+
+    metrics = {"base": {"seen": {"a": {"iou": {"rider": 0.0, "road": 90.0}}, "b": {"iou": {"rider": 0.0}}}}}
+    lines = unlearned_classes(metrics, {"base": "nullbce"})
+    assert any(line.endswith(": rider") for line in lines)
+    assert unlearned_classes({"base": {"seen": {"a": {"iou": {"road": 1.0}}}}}, {}) == []

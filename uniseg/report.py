@@ -96,6 +96,32 @@ def conflict_table(metrics: dict, losses: dict[str, str], rows: int = 10) -> lis
     return lines + [""]
 
 
+def unlearned_classes(metrics: dict, losses: dict[str, str]) -> list[str]:
+    """Classes a model never gets right on its seen val splits (IoU 0 wherever they are scored): label
+    conflicts that live in those classes cannot show in any table above."""
+    lines = []
+    for model, m in metrics.items():
+        scored: dict[str, list[float]] = {}
+        for entry in m.get("seen", {}).values():
+            if isinstance(entry, dict):
+                for c, v in entry.get("iou", {}).items():
+                    scored.setdefault(c, []).append(v)
+        zero = sorted(c for c, vs in scored.items() if vs and max(vs) == 0.0)
+        if zero:
+            lines.append(f"- {model_title(model, losses.get(model, model))}: {', '.join(zero)}")
+    if not lines:
+        return []
+    head = [
+        "## Classes not learned",
+        "",
+        "IoU 0 on every seen val split that scores them. A label conflict inside these classes (e.g. rider vs "
+        "bicyclist) cannot show in the cross or unseen numbers until the model learns them (more iterations, "
+        "pretrained weights).",
+        "",
+    ]
+    return head + lines + [""]
+
+
 def cross_matrix(metrics_model: dict, datasets: Sequence[str], key: str = "miou") -> np.ndarray:
     """[i, j] = mIoU of D_i's val images in D_j's label space (NaN on the diagonal: see the seen table)."""
     grid = np.full((len(datasets), len(datasets)), np.nan)
@@ -143,6 +169,7 @@ def results_markdown(
             if table:
                 lines += [f"## {title} — {title_p}", ""] + table + [""]
     lines += conflict_table(metrics, losses)
+    lines += unlearned_classes(metrics, losses)
     if relations:
         r = relations.get("relations", {})
         pr = ""
