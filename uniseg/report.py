@@ -182,6 +182,13 @@ def results_markdown(
             "",
         ]
     lines += [
+        "## Over seeds",
+        "",
+        "This report is one run (one seed). `make seeds` trains CE, Null BCE and C-R BCE over several seeds as "
+        "DVC experiments and writes mean, std and 95% intervals to [headline.md](headline.md).",
+        "",
+    ]
+    lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
         "",
         "| method | KITTI | WildDash | CamVid | mean |",
