@@ -209,3 +209,44 @@ def test_a_few_iterations_reduce_the_loss(shards, tmp_path):
     curve = pd.read_csv(tmp_path / "log" / "plots" / "metrics" / "loss.tsv", sep="\t")["loss"].tolist()
     assert len(curve) == 6  # means over windows of 5 iterations
     assert curve[-1] < 0.7 * curve[0], curve
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+import torch
+sys.path.insert(0, {tests!r})
+from test_engine import _job
+from uniseg.engine import train_model
+real_step = torch.optim.SGD.step
+def slow_step(self, *args, **kwargs):
+    time.sleep(0.4)  # slow enough to be killed mid-run
+    return real_step(self, *args, **kwargs)
+torch.optim.SGD.step = slow_step
+train_model(_job(Path({shards!r}), Path({out!r}), iters=8), progress=False)
+"""
+
+
+def test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights(shards, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    train_model(_job(shards, tmp_path / "straight", iters=8), progress=False)
+    script = tmp_path / "kill.py"
+    script.write_text(
+        KILL_SCRIPT.format(tests=str(Path(__file__).parent), shards=str(shards), out=str(tmp_path / "killed"))
+    )
+    proc = subprocess.Popen([sys.executable, str(script)])
+    ckpt = tmp_path / "killed" / "m.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (tmp_path / "killed" / "m.pt").exists(), "killed between checkpoints"
+    train_model(_job(shards, tmp_path / "killed", iters=8), progress=False)
+    a, b = _weights(tmp_path / "straight" / "m.pt"), _weights(tmp_path / "killed" / "m.pt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

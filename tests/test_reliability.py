@@ -79,9 +79,9 @@ CASES = [
         "test_reliability.py::test_kill_during_shard_writing_leaves_nothing_that_is_accepted",
     ),
     (
-        "kill during training",
-        "resume gives the same weights",
-        "test_engine.py::test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one",
+        "kill -9 during training",
+        "rerunning resumes and gives the uninterrupted run's weights",
+        "test_engine.py::test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights",
     ),
     (
         "disk full during a write",
