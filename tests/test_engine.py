@@ -58,13 +58,23 @@ def _job(shards: Path, out: Path, iters=4, **train) -> TrainJob:
     )
 
 
+@pytest.fixture
+def one_thread():
+    """Bit-exact comparisons need the same float reduction order in every run: one intra-op thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _weights(path):
     model, _ = load_model_file(path)
     return model.state_dict()
 
 
-def test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one(shards, tmp_path, monkeypatch):
-    torch.set_num_threads(1)
+def test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one(
+    shards, tmp_path, monkeypatch, one_thread
+):
     straight = _job(shards, tmp_path / "a")
     train_model(straight, progress=False)
 
@@ -125,6 +135,7 @@ DDP_SCRIPT = """
 import sys
 from pathlib import Path
 import torch
+torch.set_num_threads(1)  # the same reduction order as the uninterrupted run in the test process
 sys.path.insert(0, {tests!r})
 from test_engine import _job
 from uniseg.engine import train_model
@@ -215,6 +226,7 @@ KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
 import torch
+torch.set_num_threads(1)  # the same reduction order as the uninterrupted run in the test process
 sys.path.insert(0, {tests!r})
 from test_engine import _job
 from uniseg.engine import train_model
@@ -227,7 +239,7 @@ train_model(_job(Path({shards!r}), Path({out!r}), iters=8), progress=False)
 """
 
 
-def test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights(shards, tmp_path):
+def test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights(shards, tmp_path, one_thread):
     import signal
     import subprocess
     import sys
