@@ -185,3 +185,53 @@ def test_ce_agrees_with_torch_on_a_mixed_batch():
     total, count = build_loss("ce", _masks())(logits, labels, torch.tensor([0, 1]))
     expected = F.cross_entropy(logits, labels, ignore_index=IGNORE)
     assert float(total / count) == pytest.approx(float(expected), rel=1e-6)
+
+
+def _dense_reference(name, logits, labels, ids, masks, targets, offset):
+    """The sigmoid losses as autograd sees them: a full target tensor and a keep mask, no shortcuts."""
+    valid = labels != IGNORE
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    target = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    keep = torch.ones_like(logits)
+    if name == "nullbce":
+        keep = masks[ids][:, :, None, None].expand_as(logits).to(logits.dtype)
+    elif name == "crbce":
+        row = targets[ids[:, None, None], safe].permute(0, 3, 1, 2)  # [B, K, H, W]
+        target, keep = (row == POS).to(logits.dtype), (row != NULL).to(logits.dtype)
+    terms = F.binary_cross_entropy_with_logits(logits + offset, target, reduction="none")
+    return (terms * keep * valid[:, None]).sum()
+
+
+@pytest.mark.parametrize("name", ["bce", "nullbce", "crbce"])
+def test_hand_written_backward_matches_autograd_on_the_dense_loss(name):
+    torch.manual_seed(4)
+    union = ["a", "b", "c", "d", "e", "f"]
+    spaces = {"X": ["a", "b", "c"], "Y": ["c", "d", "e"], "Z": ["a", "e", "f"]}
+    masks = dataset_masks(union, list(spaces.values()))
+    relations = [("X", "b", "d"), ("X", "b", "e"), ("X", "a", "c"), ("Y", "d", "f"), ("Z", "a", "c")]
+    targets = relation_targets(union, spaces, relations)
+    ids = torch.tensor([0, 1, 2, 0])
+    labels = torch.empty(4, 5, 3, dtype=torch.long)
+    for b, d in enumerate(ids.tolist()):
+        own = masks[d].nonzero().flatten()
+        labels[b] = own[torch.randint(len(own), (5, 3))]
+    labels[2, 0] = IGNORE
+    offset = -1.6
+    logits = (torch.randn(4, len(union), 5, 3, dtype=torch.float64) * 4).requires_grad_(True)
+    total, _ = build_loss(name, masks, targets if name == "crbce" else None, offset)(logits, labels, ids)
+    total.backward()
+    ours, logits.grad = logits.grad.clone(), None
+    reference = _dense_reference(name, logits, labels, ids, masks, targets, offset)
+    reference.backward()
+    assert float(total.detach()) == pytest.approx(float(reference.detach()), rel=1e-12)
+    torch.testing.assert_close(ours, logits.grad, rtol=1e-10, atol=1e-12)
+    assert (ours[:, :, 0][2] == 0).all(), "ignore pixels give no gradient"
+
+
+def test_sigmoid_losses_take_bf16_logits_and_return_a_bf16_gradient():
+    logits = torch.randn(2, len(UNION), 3, 3).bfloat16().requires_grad_(True)
+    labels = torch.randint(0, len(UNION), (2, 3, 3))
+    total, count = build_loss("nullbce", _masks(), None, -1.1)(logits, labels, torch.tensor([0, 1]))
+    assert total.dtype == torch.float32
+    (total / count).backward()
+    assert logits.grad.dtype == torch.bfloat16 and torch.isfinite(logits.grad).all()

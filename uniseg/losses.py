@@ -59,61 +59,89 @@ def _ce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset
     return loss
 
 
-def _positive_term(logits, safe, valid):
-    """sum over valid pixels of the logit at the label: [B,K,H,W], [B,H,W] -> scalar."""
-    return (logits.gather(1, safe.unsqueeze(1)).squeeze(1) * valid).sum()
+class _SigmoidLoss(torch.autograd.Function):
+    """The sigmoid losses in one pass each way, with a hand-written backward.
+
+    loss = sum over valid pixels of
+           sum_k softplus(x_k + bias_k)                    the negatives (bias -inf: null, no term)
+         + sum_s [lin_s * -(x_i_s + offset) + sp_s * softplus(-(x_i_s + offset))]   gathered terms
+
+    where i_s = index[:, s] are a few gathered classes per pixel (the label; crbce adds its secondary
+    labels). As BCE(x, 1) = BCE(x, 0) - x, a positive class is its negative term plus a `lin` term; a
+    secondary outside the pixel's own space (no negative term) is an `sp` term.
+
+    Forward: one add (the bias, [B, K] broadcast), one softplus, one reduction. Backward: an in-place
+    sigmoid, one multiply, and a scatter of the few gathered terms. A class with bias -inf gets
+    sigmoid(-inf) = 0: exactly zero gradient. Autograd's generic graph for the same loss materialises
+    a one-hot or a scatter and sums two full-size gradients; this costs about the same as softmax CE
+    (see `make bench`)."""
+
+    @staticmethod
+    def forward(ctx, x, bias, valid, index, lin, sp, offset):
+        dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 logits (AMP) are computed in fp32
+        z = x.to(dtype) + bias.to(dtype)[:, :, None, None]
+        valid, lin = valid.to(dtype), lin.to(dtype)
+        sp = sp.to(dtype) if sp is not None else None
+        negatives = (F.softplus(z).sum(1) * valid).sum()
+        xi = x.gather(1, index).to(dtype) + torch.tensor(offset, dtype=dtype)  # rounded as bias is
+        gathered = -(xi * lin).sum()
+        if sp is not None:
+            gathered = gathered + (F.softplus(-xi) * sp).sum()
+        ctx.save_for_backward(z, valid, index, lin, sp, xi if sp is not None else None)
+        ctx.input_dtype = x.dtype
+        return negatives + gathered
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, valid, index, lin, sp, xi = ctx.saved_tensors
+        g = torch.sigmoid_(z)  # z is this function's own buffer, not needed any more
+        g.mul_((valid * grad).unsqueeze(1))
+        dxi = lin.neg()
+        if sp is not None:
+            dxi = dxi - sp * torch.sigmoid(-xi)
+        g.scatter_add_(1, index, dxi * grad)
+        return g.to(ctx.input_dtype), None, None, None, None, None, None
+
+
+def _label_terms(labels):
+    """(valid as float, index [B, 1, H, W] of the label, lin = valid): the positive term of each pixel."""
+    valid, safe = _valid_and_safe(labels)
+    valid = valid.float()
+    return valid, safe.unsqueeze(1), valid.unsqueeze(1)
 
 
 @register_loss("bce")
 def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Sigmoid BCE over the whole union: every class outside the pixel's label is a negative."""
+    k = dataset_masks.shape[1]
 
     def loss(logits, labels, dataset_ids):
-        logits = logits.float() + offset
-        valid, safe = _valid_and_safe(labels)
-        neg = (F.softplus(logits).sum(1) * valid).sum()
-        return neg - _positive_term(logits, safe, valid), valid.sum()
+        valid, index, lin = _label_terms(labels)
+        bias = torch.full((logits.shape[0], k), offset, dtype=torch.float64, device=logits.device)
+        return _SigmoidLoss.apply(logits, bias, valid, index, lin, None, offset), (labels != IGNORE).sum()
 
     return loss
 
 
-class _MaskedSoftplus(torch.autograd.Function):
-    """sum over valid pixels and own classes of softplus(x + offset), with a hand-written backward.
-
-    Forward: one softplus pass and one batched matrix product with the class mask (the reduction over
-    classes). Backward: sigmoid, then two in-place multiplies. Classes outside the mask get exactly
-    zero gradient (multiplied by 0). Autograd's generic version costs a third more (see `make bench`)."""
-
-    @staticmethod
-    def forward(ctx, x, weights, valid, offset):
-        z = x.float() + offset if offset else x.float()
-        b, k = z.shape[:2]
-        per_pixel = torch.bmm(weights.unsqueeze(1), F.softplus(z).view(b, k, -1)).view(valid.shape)
-        ctx.save_for_backward(z, weights, valid)
-        ctx.input_dtype = x.dtype
-        return (per_pixel * valid).sum()
-
-    @staticmethod
-    def backward(ctx, grad):
-        z, weights, valid = ctx.saved_tensors
-        g = torch.sigmoid(z)
-        g.mul_(weights[:, :, None, None])
-        g.mul_((valid * grad).unsqueeze(1))
-        return g.to(ctx.input_dtype), None, None, None
+def _null_bias(dataset_masks: torch.Tensor, offset: float) -> torch.Tensor:
+    """[D, K]: `offset` on each dataset's own classes, -inf (null: no term, zero gradient) elsewhere."""
+    return torch.where(
+        dataset_masks, torch.tensor(offset, dtype=torch.float64), torch.tensor(-math.inf, dtype=torch.float64)
+    )
 
 
 @register_loss("nullbce")
 def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Null BCE (eq. 4): sigmoid BCE only over the classes of the sample's own dataset; classes outside
     its label space get exactly zero gradient."""
-    masks = dataset_masks.float()
+    bias = _null_bias(dataset_masks, offset)
 
     def loss(logits, labels, dataset_ids):
-        valid, safe = _valid_and_safe(labels)
-        weights = masks.to(logits.device)[dataset_ids]  # [B, K]
-        neg = _MaskedSoftplus.apply(logits, weights, valid.float(), offset)
-        pos = logits.gather(1, safe.unsqueeze(1)).squeeze(1).float() + offset
-        return neg - (pos * valid).sum(), valid.sum()
+        valid, index, lin = _label_terms(labels)
+        per_sample = bias.to(logits.device)[dataset_ids]
+        return _SigmoidLoss.apply(logits, per_sample, valid, index, lin, None, offset), (
+            labels != IGNORE
+        ).sum()
 
     return loss
 
@@ -146,24 +174,28 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, off
         index[row, : len(cols)] = cols
         kind_in[row, : len(cols)] = inside[d, c, cols].float()
         kind_out[row, : len(cols)] = 1.0 - kind_in[row, : len(cols)]
+    # The label itself is gathered column 0: a `lin` term, no `sp` term.
+    index = torch.cat([torch.zeros(num_datasets * k, 1, dtype=torch.long), index], 1)
+    lin_table = torch.cat([torch.ones(num_datasets * k, 1), kind_in], 1)
+    sp_table = torch.cat([torch.zeros(num_datasets * k, 1), kind_out], 1)
     has_relations = bool(secondary.any())
-
-    masks = dataset_masks.float()
+    bias = _null_bias(dataset_masks, offset)
 
     def loss(logits, labels, dataset_ids):
         if not has_relations:
             return nullbce(logits, labels, dataset_ids)
         valid, safe = _valid_and_safe(labels)
-        neg = _MaskedSoftplus.apply(logits, masks.to(logits.device)[dataset_ids], valid.float(), offset)
+        valid = valid.float()
         row = dataset_ids[:, None, None] * k + safe  # [B, H, W]
-        secondary_cols = index.to(logits.device)[row].permute(0, 3, 1, 2)  # [B, S, H, W]
-        # One gather for the label and its secondaries (one scatter in the backward pass).
-        x = logits.gather(1, torch.cat([safe.unsqueeze(1), secondary_cols], 1)).float() + offset
-        w_out = kind_out.to(logits.device)[row].permute(0, 3, 1, 2)
-        w_in = kind_in.to(logits.device)[row].permute(0, 3, 1, 2)
-        sec = x[:, 1:]
-        per_pixel = (F.softplus(-sec) * w_out - sec * w_in).sum(1) - x[:, 0]
-        return neg + (per_pixel * valid).sum(), valid.sum()
+        cols = index.to(logits.device)[row]  # [B, H, W, 1 + S]
+        cols[..., 0] = safe
+        per_pixel = valid.unsqueeze(-1)
+        lin = (lin_table.to(logits.device)[row] * per_pixel).permute(0, 3, 1, 2).contiguous()
+        sp = (sp_table.to(logits.device)[row] * per_pixel).permute(0, 3, 1, 2).contiguous()
+        per_sample = bias.to(logits.device)[dataset_ids]
+        cols = cols.permute(0, 3, 1, 2).contiguous()
+        total = _SigmoidLoss.apply(logits, per_sample, valid, cols, lin, sp, offset)
+        return total, (labels != IGNORE).sum()
 
     return loss
 
