@@ -207,9 +207,9 @@ def render_world(rng: np.random.Generator, h: int, w: int, style: dict) -> np.nd
     objects = []
     for kind, spec in (("vehicle", "vehicles"), ("person", "people"), ("rider", "riders"), ("animal", "animals"),
                        ("autorickshaw", "autorickshaws"), ("pole", "poles")):  # fmt: skip
-        objects += [(rng.uniform(0.2, 1.0), kind) for _ in range(_count(rng, style[spec]))]
+        objects += [(rng.uniform(0.3, 1.0), kind) for _ in range(_count(rng, style[spec]))]
     objects.sort()
-    scale = (h - horizon) / 4.0  # pixels per metre at the bottom row
+    scale = (h - horizon) / 2.5  # pixels per metre at the bottom row (a road ~10 m wide there)
     for t, kind in objects:
         base = horizon + t * (h - horizon)
         s = scale * t
