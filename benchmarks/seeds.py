@@ -21,7 +21,7 @@ from pathlib import Path
 from uniseg.experiments import run_dvc as _dvc
 from uniseg.fsio import write_json, write_text
 
-METRICS_FILE = "reports/metrics.json"
+METRICS_FILES = ("reports/metrics.json", "reports/relations.json")
 # Student t quantiles (two-sided 95%) for n-1 degrees of freedom, n = 2..10.
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -41,7 +41,8 @@ def summarise(values: list[float]) -> dict:
 
 
 def experiment_metrics(name: str) -> dict:
-    """The metrics.json of the named experiment, from `dvc exp show --json`."""
+    """The metrics of the named experiment (metrics.json and relations.json merged), from
+    `dvc exp show --json`."""
     # --all-commits: an experiment belongs to the commit it started from, which may not be HEAD now.
     shown = json.loads(_dvc("exp", "show", "--json", "--no-fetch", "--all-commits"))
     for commit in shown:
@@ -49,8 +50,19 @@ def experiment_metrics(name: str) -> dict:
             for rev in exp.get("revs", []):
                 if rev.get("name") == name:
                     files = (rev.get("data") or {}).get("metrics", {})
-                    return files.get(METRICS_FILE, {}).get("data", {})
+                    merged: dict = {}
+                    for path in METRICS_FILES:
+                        merged.update(files.get(path, {}).get("data", {}))
+                    return merged
     sys.exit(f"error: experiment {name} not found in `dvc exp show`")
+
+
+def _git_head() -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "rev-parse", "--short=7", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _get(d: dict, dotted: str) -> float | None:
@@ -80,6 +92,16 @@ def collect(runs: dict[tuple[int, str], dict], seeds: list[int]) -> dict:
             entry["cityscapes_in_cityscapes.rider"] = summarise([v for v in own if v is not None])
         cross[label] = entry
     out["cross"] = cross
+    # Relation mining from each base model (C-R BCE retrains from the Null BCE base's relations).
+    out["relations"] = {}
+    for loss in ("ce", "nullbce"):
+        entry = {}
+        for key in ("tau", "relations", "precision", "recall"):
+            vals = [_get(runs[(s, loss)], f"relations.{key}") for s in seeds]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                entry[key] = summarise(vals)
+        out["relations"][loss] = entry
     out["seeds"] = seeds
     return out
 
@@ -114,6 +136,22 @@ def render(headline: dict) -> str:
             lines.append(
                 f"| {label} | {key} | {h['mean']:.1f} | {h['std']:.1f} | [{h['ci95'][0]:.1f}, {h['ci95'][1]:.1f}] |"
             )
+    lines += [
+        "",
+        "Relations mined from each base model against the benchmark's ground truth (`relations.*`):",
+        "",
+        "| base model | metric | mean | std | per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for loss, entry in headline.get("relations", {}).items():
+        for key, h in entry.items():
+            lines.append(
+                f"| {loss} | {key} | {h['mean']:.3g} | {h['std']:.2g} | "
+                + ", ".join(f"{v:.3g}" for v in h["per_seed"])
+                + " |"
+            )
+    if headline.get("commit"):
+        lines += ["", f"Experiments run from commit `{headline['commit']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -123,10 +161,12 @@ def main() -> None:
     parser.add_argument("--out", default="reports/headline.json")
     parser.add_argument("--rerun", action="store_true", help="rerun experiments that already exist")
     args = parser.parse_args()
+    # Experiments are named after the commit they run from, so results of older code are never reused.
+    commit = _git_head()
     runs = {}
     for seed in args.seeds:
         for loss in ("ce", "nullbce"):
-            name = f"seed{seed}-{loss}"
+            name = f"seed{seed}-{loss}-{commit}"
             start = time.monotonic()
             print(f"[seeds] running {name} ...", flush=True)
             done = name in _dvc("exp", "list", "--all-commits", "--name-only").split()
@@ -139,6 +179,7 @@ def main() -> None:
             runs[(seed, loss)] = experiment_metrics(name)
             print(f"[seeds] {name} done in {time.monotonic() - start:.0f} s", flush=True)
     headline = collect(runs, args.seeds)
+    headline["commit"] = commit
     write_json(args.out, headline)
     write_text(Path(args.out).with_suffix(".md"), render(headline))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")

@@ -1,0 +1,37 @@
+"""The seeds headline: summary statistics and the table, from per-(seed, loss) metrics."""
+
+import pytest
+
+from benchmarks.seeds import collect, render, summarise
+
+
+def _metrics(unseen, crbce, precision):
+    return {
+        "base": {"unseen": {"mean": unseen}, "cross": {"mean": unseen - 1}},
+        "crbce": {"unseen": {"mean": crbce}},
+        "relations": {"tau": 0.2, "relations": 10, "precision": precision, "recall": 0.5},
+    }
+
+
+def test_summary_is_mean_sample_std_and_a_t_interval():
+    s = summarise([40.0, 42.0, 44.0])
+    assert s["mean"] == 42.0 and s["std"] == 2.0
+    assert s["ci95"] == pytest.approx([42 - 4.303 * 2 / 3**0.5, 42 + 4.303 * 2 / 3**0.5], abs=0.01)
+    assert summarise([41.0]) == {"mean": 41.0, "std": 0.0, "ci95": [41.0, 41.0], "per_seed": [41.0]}
+
+
+def test_headline_collects_each_model_and_the_relations_of_each_base():
+    runs = {
+        (0, "ce"): _metrics(30.0, 35.0, 0.1),
+        (1, "ce"): _metrics(32.0, 36.0, 0.3),
+        (0, "nullbce"): _metrics(33.0, 37.0, 0.4),
+        (1, "nullbce"): _metrics(35.0, 39.0, 0.6),
+    }
+    headline = collect(runs, [0, 1])
+    assert headline["ce"]["per_seed"] == [30.0, 32.0]
+    assert headline["crbce"]["per_seed"] == [37.0, 39.0], "C-R BCE is retrained from the Null BCE base"
+    assert headline["relations"]["nullbce"]["precision"]["mean"] == 0.5
+    assert headline["cross"]["nullbce"]["mean"]["per_seed"] == [32.0, 34.0]
+    headline["commit"] = "abc1234"
+    text = render(headline)
+    assert "| nullbce | 34.0 |" in text and "| nullbce | precision | 0.5 |" in text and "abc1234" in text
