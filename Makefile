@@ -13,7 +13,7 @@ help:
 	@echo "make repro   install (once) and run the whole DVC pipeline on the embedded synthetic benchmark"
 	@echo "make test    install (once) and run lint + the test suite"
 	@echo "make bench   run the benchmarks, write reports/bench.json"
-	@echo "make seeds   run CE / Null BCE / C-R BCE over SEEDS='$(SEEDS)', write reports/headline.json"
+	@echo "make seeds   run CE / Null BCE / C-R BCE and its no-relations control over SEEDS='$(SEEDS)', write reports/headline.json"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)

@@ -13,12 +13,14 @@ from uniseg.errors import DataError, exit_on_user_error
 from uniseg.fsio import atomic_path, write_json, write_text
 from uniseg.params import load_params
 from uniseg.relations import (
+    TAU_SWEEP,
     auto_tau,
     derive_multilabels,
     plot_similarity,
     read_similarity,
     relations_markdown,
     score_relations,
+    tau_sweep,
 )
 
 app = typer.Typer(add_completion=False)
@@ -48,7 +50,7 @@ def main(
             tau, n = float(p.relabel.tau), 0
             source = "relabel.tau"
         multilabels = derive_multilabels(table, spaces, tau)
-        score = None
+        score, sweep = None, None
         if p.data.source == "synthetic":
             from uniseg.datasets.synthetic import expected_relations
 
@@ -58,10 +60,13 @@ def main(
             score = score_relations(
                 multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
             )
+            sweep = tau_sweep(table, spaces, truth, (*TAU_SWEEP, tau))
         with atomic_path(out) as tmp:
             multilabels.to_parquet(tmp, index=False)
         own = table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
-        write_text(reports / "relations.md", relations_markdown(multilabels, tau, source, score, own))
+        write_text(
+            reports / "relations.md", relations_markdown(multilabels, tau, source, score, own, sweep, table)
+        )
         union = list(dict.fromkeys(table["other"]))
         plot_similarity(table, union, reports / "figures" / "similarity.png", multilabels)
         metrics = {"tau": round(tau, 4), "tau_pairs": n, "relations": len(multilabels)}

@@ -50,6 +50,9 @@ def main(
     relations_path: Path = typer.Option(
         Path("reports/relations.json"), "--relations", help="Relabel output."
     ),
+    headline_path: Path = typer.Option(
+        Path("reports/headline.md"), "--headline", help="`make seeds` output, embedded when present."
+    ),
     models_dir: Path = typer.Option(Path("models"), help="Where base.pt and crbce.pt are."),
     out: Path = typer.Option(Path("reports/results.md"), help="Report to write."),
     figures: Path = typer.Option(Path("reports/figures/results"), help="Figure folder to write."),
@@ -88,8 +91,12 @@ def main(
         ]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
+        headline = headline_path.read_text(encoding="utf-8") if headline_path.is_file() else None
         write_text(
-            out, results_markdown(metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol)
+            out,
+            results_markdown(
+                metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline
+            ),
         )
     typer.echo(f"report: {out} with {len(made)} figures in {figures}/")
 

@@ -215,3 +215,29 @@ def test_unlearned_classes_are_listed():
     lines = unlearned_classes(metrics, {"base": "nullbce"})
     assert any(line.endswith(": rider") for line in lines)
     assert unlearned_classes({"base": {"seen": {"a": {"iou": {"road": 1.0}}}}}, {}) == []
+
+
+def test_results_embed_the_seeds_headline_when_there_is_one():
+    from uniseg.report import results_markdown
+
+    metrics = {"base": {"unseen": {"kitti": {"miou": 40.0}, "mean": 40.0}}}
+    headline = "# Headline over seeds\n\nSeeds: 0, 1.\n\n| model | mean |\n|---|---|\n| ce | 36.8 |\n"
+    text = results_markdown(metrics, {"base": "nullbce"}, ["cityscapes"], None, [], "restricted", headline)
+    assert "| ce | 36.8 |" in text and "# Headline over seeds" not in text
+    text = results_markdown(metrics, {"base": "nullbce"}, ["cityscapes"], None, [], "restricted")
+    assert "none has been written yet" in text
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_confusion_matrix_counts_every_chunk_of_a_large_batch(dtype):
+    g = torch.Generator().manual_seed(1)
+    n = 7
+    pred = torch.randint(0, n, (3, 300, 401), generator=g)  # 360900 pixels: several chunks, a partial last
+    target = torch.randint(0, n + 1, (3, 300, 401), generator=g)
+    target[target == n] = IGNORE
+    expected = torch.zeros(n, n, dtype=torch.float64)
+    keep = target != IGNORE
+    expected.view(-1).index_add_(
+        0, target[keep] * n + pred[keep], torch.ones(int(keep.sum()), dtype=torch.float64)
+    )
+    assert torch.equal(confusion_matrix(pred, target.to(dtype), n), expected)

@@ -14,8 +14,10 @@ from uniseg.relations import (
     mine_similarities,
     read_multilabels,
     read_similarity,
+    relations_markdown,
     score_relations,
     similarity_table,
+    tau_sweep,
     write_similarity,
 )
 
@@ -143,3 +145,38 @@ def test_precision_and_recall():
     )
     assert s["precision"] == 0.5 and s["recall"] == pytest.approx(1 / 3, abs=1e-3)
     assert s["false_positives"] == [("M", "c", "d")]
+
+
+def test_tau_sweep_scores_eq6_at_each_threshold():
+    truth = [("M", "bicyclist", "rider")]
+    table = _table(SCORES)
+    rows = {r["tau"]: r for r in tau_sweep(table, SPACES, truth, (0.55, 0.0, 0.7, 0.0))}
+    assert sorted(rows) == [0.0, 0.55, 0.7], "sorted, duplicates dropped"
+    # tau 0: bicyclist -> rider (0.65 > 0.6) and marking -> road (0.52 > 0.5), one of them true.
+    assert rows[0.0] == {"tau": 0.0, "mined": 2, "hits": 1, "precision": 0.5, "recall": 1.0}
+    assert rows[0.55] == {"tau": 0.55, "mined": 1, "hits": 1, "precision": 1.0, "recall": 1.0}
+    assert rows[0.7] == {"tau": 0.7, "mined": 0, "hits": 0, "precision": None, "recall": 0.0}
+    multilabels = derive_multilabels(table, SPACES, 0.55)
+    md = relations_markdown(
+        multilabels, 0.55, "relabel.tau", score_relations([], truth), sweep=list(rows.values())
+    )
+    assert "| **0.550** | **1** | **1** | **1.00** | **1.00** |" in md
+    assert "| 0.700 | 0 | 0 | – | 0.00 |" in md
+
+
+def test_the_report_says_which_score_decided_each_missed_or_false_relation():
+    table = _table(SCORES)
+    truth = [("M", "bicyclist", "rider"), ("C", "rider", "bicyclist")]
+    multilabels = derive_multilabels(table, SPACES, 0.51)
+    score = score_relations(
+        multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
+    )
+    md = relations_markdown(multilabels, 0.51, "relabel.tau", score, table=table)
+    # C rider -> bicyclist: 0.55 > tau but below rider's own 0.7 (the max rule).
+    assert "C: rider → bicyclist (s = 0.550 ≤ own 0.700)" in md
+    # M marking -> road passes tau 0.51 and its own score 0.5: a false positive with its own score.
+    assert "M: marking → road (own 0.500)" in md
+    score = score_relations([], [("M", "bicyclist", "rider")])
+    assert "M: bicyclist → rider (s = 0.650 ≤ τ)" in relations_markdown(
+        derive_multilabels(table, SPACES, 0.7), 0.7, "x", score, table=table
+    )

@@ -28,10 +28,28 @@ def test_headline_collects_each_model_and_the_relations_of_each_base():
         (1, "nullbce"): _metrics(35.0, 39.0, 0.6),
     }
     headline = collect(runs, [0, 1])
+    assert "nullbce+ft" not in headline, "the control arm was not run: its row is left out"
     assert headline["ce"]["per_seed"] == [30.0, 32.0]
     assert headline["crbce"]["per_seed"] == [37.0, 39.0], "C-R BCE is retrained from the Null BCE base"
     assert headline["relations"]["nullbce"]["precision"]["mean"] == 0.5
     assert headline["cross"]["nullbce"]["mean"]["per_seed"] == [32.0, 34.0]
     headline["commit"] = "abc1234"
     text = render(headline)
-    assert "| nullbce | 34.0 |" in text and "| nullbce | precision | 0.5 |" in text and "abc1234" in text
+    assert (
+        "| nullbce | Null BCE base model | 34.0 |" in text
+        and "| nullbce | precision | 0.5 |" in text
+        and "abc1234" in text
+    )
+
+
+def test_the_control_arm_is_the_retrain_without_relations():
+    runs = {(0, "ce"): _metrics(30.0, 35.0, 0.1), (0, "nullbce"): _metrics(33.0, 37.0, 0.4)}
+    runs[(0, "nullbce-tau1")] = _metrics(33.0, 36.0, None)
+    headline = collect(runs, [0])
+    assert headline["nullbce+ft"]["per_seed"] == [36.0]
+    assert headline["crbce"]["per_seed"] == [37.0]
+    assert "nullbce-tau1" not in headline["relations"], "its relations are empty by construction"
+    assert (
+        "| nullbce+ft | Null BCE base + retrain.iters of Null BCE (τ = 1: no relations) | 36.0 |"
+        in render(headline)
+    )

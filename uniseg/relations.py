@@ -28,6 +28,8 @@ from uniseg.fsio import atomic_path
 
 SIMILARITY_COLUMNS = ["dataset", "class", "other", "similarity", "pixels"]
 MULTILABEL_COLUMNS = ["dataset", "primary", "secondary", "similarity"]
+# Thresholds at which relabel scores the mined relations on the synthetic benchmark (with the chosen τ).
+TAU_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
 
 
 def accumulate_similarities(
@@ -182,10 +184,56 @@ def score_relations(mined: Iterable[tuple[str, str, str]], truth: Iterable[tuple
     }
 
 
+def tau_sweep(
+    table: pd.DataFrame,
+    spaces: dict[str, Sequence[str]],
+    truth: Iterable[tuple[str, str, str]],
+    taus: Iterable[float],
+) -> list[dict]:
+    """Eq. 6 at each τ, scored against the ground truth: how precision trades against recall."""
+    truth = list(truth)
+    rows = []
+    for tau in sorted(set(taus)):
+        mined = derive_multilabels(table, spaces, tau)
+        score = score_relations(
+            mined[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
+        )
+        rows.append({"tau": tau, **{k: score[k] for k in ("mined", "hits", "precision", "recall")}})
+    return rows
+
+
+def _why_missed(triple: tuple[str, str, str], tau: float, sims: dict | None) -> str:
+    d, a, b = triple
+    text = f"{d}: {a} → {b}"
+    if sims is None or (d, a, b) not in sims:
+        return text
+    s, own = sims[(d, a, b)], sims.get((d, a, a), float("nan"))
+    if s <= own:
+        return f"{text} (s = {s:.3f} ≤ own {own:.3f})"
+    return f"{text} (s = {s:.3f} ≤ τ)"
+
+
+def _with_own(triple: tuple[str, str, str], sims: dict | None) -> str:
+    d, a, b = triple
+    if sims is None or (d, a, a) not in sims:
+        return f"{d}: {a} → {b}"
+    return f"{d}: {a} → {b} (own {sims[(d, a, a)]:.3f})"
+
+
 def relations_markdown(
-    multilabels: pd.DataFrame, tau: float, tau_source: str, score: dict | None, own: pd.Series | None = None
+    multilabels: pd.DataFrame,
+    tau: float,
+    tau_source: str,
+    score: dict | None,
+    own: pd.Series | None = None,
+    sweep: list[dict] | None = None,
+    table: pd.DataFrame | None = None,
 ) -> str:
-    """The Table A-1 analogue: primary -> secondary with scores and the chosen τ."""
+    """The Table A-1 analogue: primary -> secondary with scores and the chosen τ; with the similarity
+    table, each missed or false relation says which score decided it."""
+    sims = None
+    if table is not None:
+        sims = {(r.dataset, r._1, r.other): float(r.similarity) for r in table.itertuples(index=False)}
     lines = [
         "# Mined class relationships",
         "",
@@ -214,16 +262,38 @@ def relations_markdown(
     if score is not None and (score["missed"] or score["false_positives"]):
         lines += [
             "",
-            "Missed true relations: "
-            + (", ".join(f"{d}: {a} → {b}" for d, a, b in score["missed"]) or "none")
+            "Missed true relations, with the eq. 6 condition each one fails: "
+            + (", ".join(_why_missed(t, tau, sims) for t in score["missed"]) or "none")
             + ".",
         ]
         lines += [
             "",
-            "False positives: "
-            + (", ".join(f"{d}: {a} → {b}" for d, a, b in score["false_positives"]) or "none")
+            "False positives, with the primary's own score (a primary the model has not learned has an own "
+            "score near 0, so the max(τ, s(c)) rule lets its surroundings through): "
+            + (", ".join(_with_own(t, sims) for t in score["false_positives"]) or "none")
             + ".",
         ]
+    if sweep:
+        lines += [
+            "",
+            "## Precision and recall over τ",
+            "",
+            "The same similarities with other thresholds (eq. 6 unchanged; the row in bold is the τ used).",
+            "",
+            "| τ | mined | true | precision | recall |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for row in sweep:
+            cells = [
+                f"{row['tau']:.3f}",
+                str(row["mined"]),
+                str(row["hits"]),
+                "–" if row["precision"] is None else f"{row['precision']:.2f}",
+                "–" if row["recall"] is None else f"{row['recall']:.2f}",
+            ]
+            if row["tau"] == tau:
+                cells = [f"**{c}**" for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -144,7 +144,9 @@ def results_markdown(
     relations: dict | None,
     figures: Sequence[str],
     protocol: str = "both",
+    headline: str | None = None,
 ) -> str:
+    """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds"."""
     lines = [
         "# Results",
         "",
@@ -184,10 +186,15 @@ def results_markdown(
     lines += [
         "## Over seeds",
         "",
-        "This report is one run (one seed). `make seeds` trains CE, Null BCE and C-R BCE over several seeds as "
-        "DVC experiments and writes mean, std and 95% intervals to [headline.md](headline.md).",
+        "The tables above are one run (one seed). `make seeds` trains CE, Null BCE, C-R BCE and the control "
+        "for C-R BCE over several seeds as DVC experiments and writes mean, std and 95% intervals to "
+        "[headline.md](headline.md)" + (", copied here:" if headline else "; none has been written yet."),
         "",
     ]
+    if headline:
+        # headline.md's own title is dropped; its text follows as is.
+        body = [line for line in headline.strip().splitlines() if not line.startswith("# ")]
+        lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
         "",
