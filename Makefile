@@ -47,6 +47,7 @@ bench: $(STAMP)
 
 seeds: $(STAMP)
 	$(BIN)/python -m benchmarks.seeds --seeds $(SEEDS) --out reports/headline.json
+	$(BIN)/dvc repro report   # results.md embeds the new headline
 
 paper: $(STAMP)
 	$(BIN)/python -m uniseg.experiments queue

@@ -98,21 +98,25 @@ def _get(d: dict, dotted: str) -> float | None:
 
 
 def collect(runs: dict[tuple[int, str], dict], seeds: list[int]) -> dict:
-    """headline.json from per-(seed, arm) metrics dictionaries; rows whose arm was not run are left out."""
+    """headline.json from per-(seed, arm) metrics dictionaries. A row covers the seeds its arm was run
+    for (listed under "seeds" when that is not all of them); an arm run for no seed is left out."""
     out: dict = {}
     cross: dict = {}
     for label, (loss, model, _) in MODELS.items():
-        if any((s, loss) not in runs for s in seeds):
+        ran = [s for s in seeds if (s, loss) in runs]
+        if not ran:
             continue
-        values = [_get(runs[(s, loss)], f"{model}.unseen.mean") for s in seeds]
+        values = [_get(runs[(s, loss)], f"{model}.unseen.mean") for s in ran]
         out[label] = summarise([v for v in values if v is not None])
+        if ran != seeds:
+            out[label]["seeds"] = ran
         entry = {}
         for key in ("mean", "mapillary_in_cityscapes.iou.rider", "mapillary_in_cityscapes.iou.road"):
-            vals = [_get(runs[(s, loss)], f"{model}.cross.{key}") for s in seeds]
+            vals = [_get(runs[(s, loss)], f"{model}.cross.{key}") for s in ran]
             vals = [v for v in vals if v is not None]
             if vals:
                 entry[key] = summarise(vals)
-        own = [_get(runs[(s, loss)], f"{model}.seen.cityscapes.iou.rider") for s in seeds]
+        own = [_get(runs[(s, loss)], f"{model}.seen.cityscapes.iou.rider") for s in ran]
         if any(v is not None for v in own):
             entry["cityscapes_in_cityscapes.rider"] = summarise([v for v in own if v is not None])
         cross[label] = entry
@@ -148,6 +152,8 @@ def render(headline: dict) -> str:
         h = headline.get(label)
         if not h or not h.get("per_seed"):
             continue
+        if "seeds" in h:
+            what += f" (seed {', '.join(map(str, h['seeds']))} only)"
         lines.append(
             f"| {label} | {what} | {h['mean']:.1f} | {h['std']:.1f} | [{h['ci95'][0]:.1f}, {h['ci95'][1]:.1f}] | "
             + ", ".join(f"{v:.1f}" for v in h["per_seed"])
@@ -208,6 +214,12 @@ def main() -> None:
                 _dvc("exp", "run", "--temp", "-n", name, *overrides)
             runs[(seed, arm)] = experiment_metrics(name)
             print(f"[seeds] {name} done in {time.monotonic() - start:.0f} s", flush=True)
+    # Arms not asked for this time are still reported for the seeds they were run for earlier.
+    existing = set(_dvc("exp", "list", "--all-commits", "--name-only").split())
+    for seed in args.seeds:
+        for arm in ARMS:
+            if arm not in args.arms and f"seed{seed}-{arm}-{commit}" in existing:
+                runs[(seed, arm)] = experiment_metrics(f"seed{seed}-{arm}-{commit}")
     headline = collect(runs, args.seeds)
     headline["commit"] = commit
     write_json(args.out, headline)

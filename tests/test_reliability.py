@@ -84,6 +84,11 @@ CASES = [
         "test_engine.py::test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights",
     ),
     (
+        "kill -9 during mining / evaluation (at the first rename of a finished output)",
+        "no output in place; rerunning gives the uninterrupted run's output",
+        "test_reliability.py::test_kill_9_during_mining_or_evaluation_then_rerun_finishes",
+    ),
+    (
         "disk full during a write",
         "clear error; previous output intact",
         "test_reliability.py::test_disk_full_is_a_clear_error_and_keeps_the_previous_output",
@@ -311,3 +316,93 @@ def test_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
     )
     assert "images/s" in proc.stdout
     assert len(list((tmp_path / "out" / "b").glob("*.overlay.png"))) == 400
+
+
+@pytest.fixture(scope="module")
+def stage_project(tmp_path_factory):
+    """A tiny project for running the mine and evaluate stages as commands: shards of two training
+    datasets and one unseen one, an (untrained) base model over their union, and a params file."""
+    import yaml
+
+    from uniseg.datasets.layout import read_spaces
+    from uniseg.datasets.synthetic import generate_dataset
+    from uniseg.models import ModelInfo, build_model, save_model_file
+    from uniseg.params import SyntheticParams
+    from uniseg.taxonomy import union
+
+    root = tmp_path_factory.mktemp("stages")
+    synthetic = SyntheticParams(seed=0, height=64, width=128, train_images=4, val_images=2)
+    for name in ("cityscapes", "mapillary", "kitti"):
+        generate_dataset(name, root / "raw" / name, synthetic)
+        write_shards(root / "raw" / name, root / "shards" / name, 64, progress=False)
+    spaces = read_spaces(root / "shards", ["cityscapes", "mapillary"])
+    classes = union(spaces.values())
+    model = build_model("hrnet_w18_small", "cosine", len(classes))
+    save_model_file(root / "base.pt", model, ModelInfo(classes, "hrnet_w18_small", "cosine", 20.0, "nullbce"))
+    params = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
+    params["train"]["datasets"] = ["cityscapes", "mapillary"]
+    params["evaluate"].update(unseen=["kitti"], seen=["cityscapes"], cross=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _stage_command(root: Path, stage: str, out: Path) -> list[str]:
+    common = ["--params", str(root / "params.yaml"), "--shards", str(root / "shards"), "--device", "cpu"]
+    if stage == "mine":
+        return [*common, "--model", str(root / "base.pt"), "--out", str(out / "similarity.parquet")]
+    return [
+        *common,
+        "--model",
+        str(root / "base.pt"),
+        "--metrics",
+        str(out / "metrics.json"),
+        "--eval-dir",
+        str(out / "eval"),
+    ]
+
+
+# Runs a stage with os.replace held back: the first rename (a finished temporary about to become an
+# output) announces itself and waits to be killed — the latest moment a kill can hit a writer.
+KILL_AT_RENAME = """
+import os, sys, time
+from pathlib import Path
+real = os.replace
+def held(src, dst):
+    Path(sys.argv[2]).write_text(str(dst))
+    time.sleep(600)
+os.replace = held
+from stages.{stage} import app
+app(sys.argv[3:], standalone_mode=True)
+"""
+
+
+@pytest.mark.parametrize("stage", ["mine", "evaluate"])
+def test_kill_9_during_mining_or_evaluation_then_rerun_finishes(stage_project, tmp_path, stage):
+    from uniseg.relations import read_similarity
+
+    marker = tmp_path / "renaming"
+    out = tmp_path / "out"
+    code = KILL_AT_RENAME.format(stage=stage)
+    args = [sys.executable, "-c", code, stage, str(marker), *_stage_command(stage_project, stage, out)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and not marker.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "never renamed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else []
+    assert finished == [], f"killed at its first rename, {stage} left {finished} in place"
+
+    cmd = [sys.executable, "-m", f"stages.{stage}", *_stage_command(stage_project, stage, out)]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    straight = tmp_path / "straight"
+    cmd = [sys.executable, "-m", f"stages.{stage}", *_stage_command(stage_project, stage, straight)]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    if stage == "mine":
+        assert read_similarity(out / "similarity.parquet").equals(
+            read_similarity(straight / "similarity.parquet")
+        )
+    else:
+        assert (out / "metrics.json").read_text() == (straight / "metrics.json").read_text()
+        assert sorted(p.name for p in (out / "eval").iterdir()) == ["base"]

@@ -53,3 +53,12 @@ def test_the_control_arm_is_the_retrain_without_relations():
         "| nullbce+ft | Null BCE base + retrain.iters of Null BCE (τ = 1: no relations) | 36.0 |"
         in render(headline)
     )
+
+
+def test_an_arm_run_for_some_seeds_only_says_which():
+    runs = {(s, "nullbce"): _metrics(33.0 + s, 37.0 + s, 0.4) for s in (0, 1)}
+    runs[(0, "nullbce-tau1")] = _metrics(33.0, 36.0, None)
+    headline = collect(runs, [0, 1])
+    assert headline["nullbce+ft"]["per_seed"] == [36.0] and headline["nullbce+ft"]["seeds"] == [0]
+    assert "seeds" not in headline["crbce"]
+    assert "(τ = 1: no relations) (seed 0 only) | 36.0 |" in render(headline)

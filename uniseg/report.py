@@ -194,6 +194,8 @@ def results_markdown(
     if headline:
         # headline.md's own title is dropped; its text follows as is.
         body = [line for line in headline.strip().splitlines() if not line.startswith("# ")]
+        while body and not body[0].strip():
+            body.pop(0)
         lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
