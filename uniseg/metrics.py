@@ -25,7 +25,7 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.
         t = target.reshape(-1).numpy()
         p = pred.reshape(-1).numpy()
         counts = np.zeros(n * n, dtype=np.int64)
-        # Chunks of 2^17 pixels keep the temporaries in cache: 2-3x faster than one pass over a batch.
+        # Chunks of 2^17 pixels keep the temporaries in cache (one pass over a whole batch was 1.9x slower).
         for start in range(0, t.size, 1 << 17):
             tc, pc = t[start : start + (1 << 17)], p[start : start + (1 << 17)]
             keep = tc < n  # labels are unsigned (uint8) or non-negative class indices
