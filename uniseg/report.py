@@ -188,7 +188,11 @@ def results_markdown(
         "",
         "The tables above are one run (one seed). `make seeds` trains CE, Null BCE, C-R BCE and the control "
         "for C-R BCE over several seeds as DVC experiments and writes mean, std and 95% intervals to "
-        "[headline.md](headline.md)" + (", copied here:" if headline else "; none has been written yet."),
+        "[headline.md](headline.md)"
+        + (", copied here." if headline else "; none has been written yet.")
+        + " What the seeds do and do not show (CE vs Null BCE split per class into label-conflict gains and "
+        "slowly learned small classes; the no-relations control for C-R BCE) is worked out in "
+        "[docs/findings.md](../docs/findings.md).",
         "",
     ]
     if headline:
