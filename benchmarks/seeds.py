@@ -6,8 +6,8 @@ per arm:
 
 - `ce`: CE base model;
 - `nullbce`: Null BCE base model, and the C-R BCE model retrained from it with the mined relations;
-- `nullbce-tau1`: the same Null BCE base (restored from DVC's run cache) retrained with
-  `relabel.tau=1.0`: no relation passes τ = 1, so the retrain is plain Null BCE fine-tuning for the
+- `nullbce-tau1`: the same Null BCE base (trained again: the train stage's persistent checkpoint
+  keeps it out of DVC's run cache; same seed, same weights) retrained with `relabel.tau=1.0`: no relation passes τ = 1, so the retrain is plain Null BCE fine-tuning for the
   same iterations — the control that separates the relations' effect from that of more training.
 
 Then collect from `dvc exp show --json`: unseen mean mIoU of each model, the cross-label-space

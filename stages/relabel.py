@@ -63,9 +63,8 @@ def main(
             sweep = tau_sweep(table, spaces, truth, (*TAU_SWEEP, tau))
         with atomic_path(out) as tmp:
             multilabels.to_parquet(tmp, index=False)
-        own = table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
         write_text(
-            reports / "relations.md", relations_markdown(multilabels, tau, source, score, own, sweep, table)
+            reports / "relations.md", relations_markdown(multilabels, tau, source, score, sweep, table)
         )
         union = list(dict.fromkeys(table["other"]))
         plot_similarity(table, union, reports / "figures" / "similarity.png", multilabels)

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+# Pixels counted per np.bincount on CPU: the temporaries stay in cache (one pass over a whole batch
+# was 1.9x slower).
+CONFUSION_CHUNK = 1 << 17
+
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
     """float64 [n, n], rows = ground truth, columns = prediction. Pixels whose target is outside
@@ -25,9 +29,8 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.
         t = target.reshape(-1).numpy()
         p = pred.reshape(-1).numpy()
         counts = np.zeros(n * n, dtype=np.int64)
-        # Chunks of 2^17 pixels keep the temporaries in cache (one pass over a whole batch was 1.9x slower).
-        for start in range(0, t.size, 1 << 17):
-            tc, pc = t[start : start + (1 << 17)], p[start : start + (1 << 17)]
+        for start in range(0, t.size, CONFUSION_CHUNK):
+            tc, pc = t[start : start + CONFUSION_CHUNK], p[start : start + CONFUSION_CHUNK]
             keep = tc < n  # labels are unsigned (uint8) or non-negative class indices
             if tc.dtype.kind == "i":
                 keep &= tc >= 0

@@ -126,8 +126,8 @@ def read_multilabels(path: str | Path) -> pd.DataFrame:
 
 
 def _own_scores(table: pd.DataFrame) -> pd.Series:
-    own = table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
-    return own
+    """(dataset, class) -> s of the class's own weight."""
+    return table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
 
 
 def candidates(spaces: dict[str, Sequence[str]]) -> dict[str, set[str]]:
@@ -225,15 +225,15 @@ def relations_markdown(
     tau: float,
     tau_source: str,
     score: dict | None,
-    own: pd.Series | None = None,
     sweep: list[dict] | None = None,
     table: pd.DataFrame | None = None,
 ) -> str:
     """The Table A-1 analogue: primary -> secondary with scores and the chosen τ; with the similarity
-    table, each missed or false relation says which score decided it."""
-    sims = None
+    table, each primary's own score, and each missed or false relation says which score decided it."""
+    sims, own = None, None
     if table is not None:
         sims = {(r.dataset, r._1, r.other): float(r.similarity) for r in table.itertuples(index=False)}
+        own = _own_scores(table)
     lines = [
         "# Mined class relationships",
         "",
