@@ -111,7 +111,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(shards, tmp_path, capsys)
 def test_nan_loss_stops_with_the_iteration_named(shards, tmp_path):
     job = _job(shards, tmp_path, iters=3)
     job = replace(job, lr=1.0, model=ModelParams(backbone="hrnet_w18_small", classifier="linear"))
-    job = replace(job, train=replace(job.train, lr=1.0, momentum=0.0))
+    job = replace(job, train=job.train.model_copy(update={"lr": 1.0, "momentum": 0.0}))
     import uniseg.engine as engine
 
     real = engine.normalise_loss

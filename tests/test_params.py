@@ -1,5 +1,6 @@
 """params.yaml parsing: every section typed, unknown keys and bad values named by key path."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,40 @@ def test_bad_values_are_named(data, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [  # what pydantic's lax mode would coerce; the old hand-written checks rejected them too
+        ({"train": {"iters": 2.0}}, "train.iters: expected an int"),
+        ({"train": {"amp": 1}}, "train.amp: expected true/false, got 1"),
+        ({"seed": "3"}, "seed: expected an int"),
+        ({"train": {"lr": True}}, "train.lr: expected a number"),
+        ({"train": {"crop": [64.0, 64]}}, "train.crop[0]: expected an int"),
+    ],
+)
+def test_values_are_not_coerced(data, message):
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        parse_params(data)
+
+
+def test_the_message_names_the_file_loaded(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("train:\n  lr: 0\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(other)
+    assert str(info.value) == f"{other}: train.lr: expected a number in (0, 1], got 0"
+    with pytest.raises(ParamsError, match=r"^params\.yaml: seed: "):
+        parse_params({"seed": -1})
+
+
+def test_sections_are_frozen_lists_stay_lists_and_vars_gives_the_fields():
+    p = parse_params({"train": {"crop": [64, 128]}})
+    assert p.train.crop == [64, 128] and isinstance(p.train.crop, list)
+    with pytest.raises(ValueError):
+        p.train.lr = 0.5
+    assert p.train.model_copy(update={"lr": 0.5}).lr == 0.5 and p.train.lr == 0.01
+    assert vars(p.train) == p.train.model_dump()  # TrainJob.fingerprint uses vars()
+
+
 def test_malformed_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("train: [unclosed\n")
@@ -78,15 +113,15 @@ def test_every_default_key_is_in_params_yaml():
                 out |= keys(v, prefix + k + ".")
         return out
 
-    import dataclasses
+    from pydantic import BaseModel
 
     def dc_keys(obj, prefix=""):
         out = set()
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            out.add(prefix + f.name)
-            if dataclasses.is_dataclass(v):
-                out |= dc_keys(v, prefix + f.name + ".")
+        for name in type(obj).model_fields:
+            v = getattr(obj, name)
+            out.add(prefix + name)
+            if isinstance(v, BaseModel):
+                out |= dc_keys(v, prefix + name + ".")
         return out
 
     written = keys(yaml.safe_load((ROOT / "params.yaml").read_text()))

@@ -1,219 +1,169 @@
-"""params.yaml, parsed per section into typed, validated dataclasses.
+"""params.yaml, parsed per section into frozen, strict pydantic models.
 
-One source of configuration. Every section is a dataclass; unknown keys, wrong types and out-of-range
-values are `ParamsError`s that name the key path (`train.lr`) and, for choices, the valid values.
-A stage calls `load_params()` and uses only the sections it declares in dvc.yaml.
+Fields declare their type, choices (`Literal`) and ranges (`Field`); the few rules a field type cannot
+say are `_rules` validators. Strict: no "yes" for a bool, no 2.0 for an int, unknown keys are errors.
+Pydantic's first error becomes a one-line `ParamsError` naming the file, key path, what is due and the value.
 """
 
-from __future__ import annotations
-
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from uniseg.errors import ParamsError, choices
 
 LOSSES = ("ce", "bce", "nullbce")
 BACKBONES = ("hrnet_w18_small", "hrnet_w18", "hrnet_w48")
 
+# Ranges with the phrase an error shows: pydantic's own message names only the one bound that failed.
+PosInt = Annotated[int, Field(ge=1, description="an int >= 1")]
+NonNegInt = Annotated[int, Field(ge=0, description="an int >= 0")]
+Side = Annotated[int, Field(ge=32, description="an int >= 32")]
+Side8 = Annotated[int, Field(ge=32, multiple_of=8, description="an int >= 32, divisible by 8")]
+Rate = Annotated[float, Field(gt=0, le=1, description="a number in (0, 1]")]
+Fraction = Annotated[float, Field(ge=0, le=1, description="a number in [0, 1]")]
 
-@dataclass(frozen=True)
-class DataParams:
+
+class _Section(BaseModel):
+    # strict: lax mode would take "yes" for a bool and 2.0 for an int (an int is still widened to a float).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        return {} if data is None else data  # a YAML section with nothing under it
+
+
+def _check(ok: bool, key: str, expected: str, got: Any) -> None:
+    """A rule in `_rules`; `key` is relative to the model checking it (`_message` prefixes its path)."""
+    if not ok:
+        context = {"key": key, "expected": expected, "got": got}
+        raise PydanticCustomError("rule", "{key}: expected {expected}", context)
+
+
+class DataParams(_Section):
     source: Literal["synthetic", "real"] = "synthetic"
     root: str = "data/downloads"  # where user-supplied archives/folders of real datasets live
-    skip_corrupt: bool = (
-        False  # skip unreadable/corrupt samples (listed in the stage summary) instead of failing
-    )
+    skip_corrupt: bool = False  # skip unreadable samples (listed in the stage summary) instead of failing
 
 
-@dataclass(frozen=True)
-class SyntheticParams:
+class SyntheticParams(_Section):
     seed: int = 0  # the world's seed; separate from the training seed so `make seeds` reuses the data
-    height: int = 128
-    width: int = 256
-    train_images: int = 240  # per training dataset
-    val_images: int = 40  # per dataset (seen val split and unseen test sets)
-
-    def validate(self, at: str) -> None:
-        _check(
-            self.height >= 32 and self.height % 8 == 0,
-            f"{at}.height",
-            "an int >= 32, divisible by 8",
-            self.height,
-        )
-        _check(
-            self.width >= 32 and self.width % 8 == 0,
-            f"{at}.width",
-            "an int >= 32, divisible by 8",
-            self.width,
-        )
-        _check(self.train_images >= 1, f"{at}.train_images", "an int >= 1", self.train_images)
-        _check(self.val_images >= 1, f"{at}.val_images", "an int >= 1", self.val_images)
+    height: Side8 = 128
+    width: Side8 = 256
+    train_images: PosInt = 240  # per training dataset
+    val_images: PosInt = 40  # per dataset (seen val split and unseen test sets)
 
 
-@dataclass(frozen=True)
-class ShardParams:
-    short_side: int = 1080  # resize so the shorter side is this many pixels (the paper's protocol)
-    images_per_shard: int = 256
-    workers: int = 2
-
-    def validate(self, at: str) -> None:
-        _check(self.short_side >= 32, f"{at}.short_side", "an int >= 32", self.short_side)
-        _check(self.images_per_shard >= 1, f"{at}.images_per_shard", "an int >= 1", self.images_per_shard)
-        _check(self.workers >= 1, f"{at}.workers", "an int >= 1", self.workers)
+class ShardParams(_Section):
+    short_side: Side = 1080  # resize so the shorter side is this many pixels (the paper's protocol)
+    images_per_shard: PosInt = 256
+    workers: PosInt = 2
 
 
-@dataclass(frozen=True)
-class ModelParams:
+class ModelParams(_Section):
     backbone: str = "hrnet_w18_small"
     classifier: Literal["linear", "cosine"] = "cosine"
-    t: float = 20.0  # cosine classifier scale
+    t: float = Field(20.0, gt=0, description="a number > 0")  # cosine classifier scale
     pretrained: str = "none"  # none | timm (download via timm's hub) | path to a local checkpoint
 
-    def validate(self, at: str) -> None:
-        _check(self.backbone in BACKBONES, f"{at}.backbone", f"one of {choices(BACKBONES)}", self.backbone)
-        _check(self.t > 0, f"{at}.t", "a number > 0", self.t)
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        _check(self.backbone in BACKBONES, "backbone", f"one of {choices(BACKBONES)}", self.backbone)
+        return self
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    datasets: list[str] = field(default_factory=lambda: ["cityscapes", "bdd", "idd", "mapillary"])
-    weights: list[float] = field(default_factory=list)  # optional per-dataset sampling weights
-    iters: int = 400
-    batch_size: int = 8
-    lr: float = 0.01
+class TrainParams(_Section):
+    datasets: list[str] = ["cityscapes", "bdd", "idd", "mapillary"]
+    weights: list[float] = []  # optional per-dataset sampling weights
+    iters: PosInt = 400
+    batch_size: PosInt = 8
+    lr: Rate = 0.01
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    momentum: float = Field(0.9, ge=0, lt=1, description="a number in [0, 1)")
+    weight_decay: float = Field(1e-4, ge=0, description="a number >= 0")
     poly_power: float = 0.9
-    crop: list[int] = field(default_factory=lambda: [713, 713])  # [height, width]
-    scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
-    workers: int = 2
-    devices: int = 1  # >1: the stage launches torchrun with this many processes
+    crop: list[int] = [713, 713]  # [height, width]
+    scale: list[float] = [0.5, 2.0]
+    workers: NonNegInt = 2
+    devices: int = Field(1, ge=1, le=64, description="an int in [1, 64]")  # >1: the stage runs torchrun
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the model (CUDA)
-    checkpoint_every: int = 100
-    log_every: int = 20
+    checkpoint_every: PosInt = 100
+    log_every: PosInt = 20
 
-    def validate(self, at: str) -> None:
-        _check(len(self.datasets) >= 1, f"{at}.datasets", "a non-empty list of dataset names", self.datasets)
-        _check(
-            len(set(self.datasets)) == len(self.datasets), f"{at}.datasets", "no duplicates", self.datasets
-        )
-        _check(
-            not self.weights or (len(self.weights) == len(self.datasets) and min(self.weights) > 0),
-            f"{at}.weights",
-            "empty, or one positive weight per dataset",
-            self.weights,
-        )
-        _check(self.iters >= 1, f"{at}.iters", "an int >= 1", self.iters)
-        _check(self.batch_size >= 1, f"{at}.batch_size", "an int >= 1", self.batch_size)
-        _check(0 < self.lr <= 1, f"{at}.lr", "a number in (0, 1]", self.lr)
-        _check(0 <= self.momentum < 1, f"{at}.momentum", "a number in [0, 1)", self.momentum)
-        _check(self.weight_decay >= 0, f"{at}.weight_decay", "a number >= 0", self.weight_decay)
-        _check(
-            len(self.crop) == 2 and min(self.crop) >= 32,
-            f"{at}.crop",
-            "[height, width], each >= 32",
-            self.crop,
-        )
-        _check(
-            len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1],
-            f"{at}.scale",
-            "[min, max] with 0 < min <= max",
-            self.scale,
-        )
-        _check(self.workers >= 0, f"{at}.workers", "an int >= 0", self.workers)
-        _check(1 <= self.devices <= 64, f"{at}.devices", "an int in [1, 64]", self.devices)
-        _check(self.checkpoint_every >= 1, f"{at}.checkpoint_every", "an int >= 1", self.checkpoint_every)
-        _check(self.log_every >= 1, f"{at}.log_every", "an int >= 1", self.log_every)
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        _check(len(self.datasets) >= 1, "datasets", "a non-empty list of dataset names", self.datasets)
+        _check(len(set(self.datasets)) == len(self.datasets), "datasets", "no duplicates", self.datasets)
+        ok = not self.weights or (len(self.weights) == len(self.datasets) and min(self.weights) > 0)
+        _check(ok, "weights", "empty, or one positive weight per dataset", self.weights)
+        _check(len(self.crop) == 2 and min(self.crop) >= 32, "crop", "[height, width], each >= 32", self.crop)
+        ok = len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]
+        _check(ok, "scale", "[min, max] with 0 < min <= max", self.scale)
+        return self
 
 
-@dataclass(frozen=True)
-class MineParams:
-    batch_size: int = 4
-
-    def validate(self, at: str) -> None:
-        _check(self.batch_size >= 1, f"{at}.batch_size", "an int >= 1", self.batch_size)
+class MineParams(_Section):
+    batch_size: PosInt = 4
 
 
-@dataclass(frozen=True)
-class RelabelParams:
-    tau: float | Literal["auto"] = "auto"
-
-    def validate(self, at: str) -> None:
-        if self.tau != "auto":
-            _check(0 <= self.tau <= 1, f"{at}.tau", "'auto' or a number in [0, 1]", self.tau)
+class RelabelParams(_Section):
+    tau: Literal["auto"] | Fraction = Field("auto", description="'auto' or a number in [0, 1]")
 
 
-@dataclass(frozen=True)
-class RetrainParams:
+class RetrainParams(_Section):
     init: Literal["base", "imagenet"] = "base"
-    iters: int = 200
-    lr: float = 0.001
+    iters: PosInt = 200
+    lr: Rate = 0.001
     optimizer: Literal["sgd", "adamw"] = "adamw"
 
-    def validate(self, at: str) -> None:
-        _check(self.iters >= 1, f"{at}.iters", "an int >= 1", self.iters)
-        _check(0 < self.lr <= 1, f"{at}.lr", "a number in (0, 1]", self.lr)
 
-
-@dataclass(frozen=True)
-class EvaluateParams:
-    unseen: list[str] = field(default_factory=lambda: ["kitti", "wilddash", "camvid"])
-    seen: list[str] = field(default_factory=lambda: ["cityscapes", "bdd", "idd", "mapillary"])
-    height: int = 1080  # resize so the image height is this before predicting
+class EvaluateParams(_Section):
+    unseen: list[str] = ["kitti", "wilddash", "camvid"]
+    seen: list[str] = ["cityscapes", "bdd", "idd", "mapillary"]
+    height: Side = 1080  # resize so the image height is this before predicting
     window: int = 0  # sliding-window size in pixels (0 = whole image)
     leave_one_out: bool = False
     cross: bool = False  # score each training dataset in every other one's label space
     protocol: Literal["restricted", "merged", "both"] = "both"
-    batch_size: int = 1
+    batch_size: PosInt = 1
 
-    def validate(self, at: str) -> None:
-        _check(self.height >= 32, f"{at}.height", "an int >= 32", self.height)
-        _check(self.window == 0 or self.window >= 32, f"{at}.window", "0 or an int >= 32", self.window)
-        _check(self.batch_size >= 1, f"{at}.batch_size", "an int >= 1", self.batch_size)
-
-
-@dataclass(frozen=True)
-class ReportParams:
-    figure_images: int = 2  # images per dataset in the Figure-4-like panels
-
-    def validate(self, at: str) -> None:
-        _check(self.figure_images >= 0, f"{at}.figure_images", "an int >= 0", self.figure_images)
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        _check(self.window == 0 or self.window >= 32, "window", "0 or an int >= 32", self.window)
+        return self
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int = 0
+class ReportParams(_Section):
+    figure_images: NonNegInt = 2  # images per dataset in the Figure-4-like panels
+
+
+class Params(_Section):
+    seed: NonNegInt = 0
     loss: str = "nullbce"
-    data: DataParams = field(default_factory=DataParams)
-    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
-    shard: ShardParams = field(default_factory=ShardParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    mine: MineParams = field(default_factory=MineParams)
-    relabel: RelabelParams = field(default_factory=RelabelParams)
-    retrain: RetrainParams = field(default_factory=RetrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
-    report: ReportParams = field(default_factory=ReportParams)
+    data: DataParams = DataParams()
+    synthetic: SyntheticParams = SyntheticParams()
+    shard: ShardParams = ShardParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    mine: MineParams = MineParams()
+    relabel: RelabelParams = RelabelParams()
+    retrain: RetrainParams = RetrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
 
-    def validate(self, at: str) -> None:
+    @model_validator(mode="after")
+    def _rules(self) -> Self:  # rules across sections: the dataset names depend on data.source
         _check(self.loss in LOSSES, "loss", f"one of {choices(LOSSES)}", self.loss)
-        _check(self.seed >= 0, "seed", "an int >= 0", self.seed)
         known = known_dataset_names(self.data.source)
-        for key, names in (
-            ("train.datasets", self.train.datasets),
-            ("evaluate.unseen", self.evaluate.unseen),
-            ("evaluate.seen", self.evaluate.seen),
-        ):
-            for name in names:
-                _check(name in known, key, f"dataset names from {choices(known)}", name)
+        for key in ("train.datasets", "evaluate.unseen", "evaluate.seen"):
+            section, name = key.split(".")
+            for dataset in getattr(getattr(self, section), name):
+                _check(dataset in known, key, f"dataset names from {choices(known)}", dataset)
+        return self
 
 
 def known_dataset_names(source: str) -> list[str]:
@@ -224,85 +174,49 @@ def known_dataset_names(source: str) -> list[str]:
     with open(here / "taxonomy" / "datasets.yaml", encoding="utf-8") as f:
         names = list(yaml.safe_load(f))
     if source == "synthetic":
-        names += sorted(
-            p.stem
-            for p in (here / "datasets" / "synthetic" / "policies").glob("*.yaml")
-            if p.stem not in names
-        )
+        policies = (here / "datasets" / "synthetic" / "policies").glob("*.yaml")
+        names += sorted(p.stem for p in policies if p.stem not in names)
     return names
 
 
-def _check(ok: bool, key: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ParamsError(f"params.yaml: {key}: expected {expected}, got {got!r}")
-
-
-def _type_name(tp) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + choices(typing.get_args(tp))
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + choices(get_args(tp))
+    if get_origin(tp) is list:  # "a list of ints"
+        return "a list of " + _type_name(get_args(tp)[0]).split(" ", 1)[-1] + "s"
     return {int: "an int", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
 
 
-def _coerce(value: Any, tp, key: str):
-    """Check `value` against the type hint `tp`; return it (ints widened to float where a float is due)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(value, arg, key)
-            except ParamsError:
-                continue
-    elif origin is list:
-        if isinstance(value, list):
-            (item,) = typing.get_args(tp)
-            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ParamsError(f"params.yaml: {key}: expected {_type_name(tp)}, got {value!r}")
+def _message(error: dict, source: str) -> str:
+    """`<source>: <key path>: expected <what>, got <value>` for one of pydantic's errors."""
+    path: list[str] = []
+    tp, what = Params, None
+    for part in error["loc"]:  # follow the models for the key path and the declared type there
+        if isinstance(part, int) and get_origin(tp) is list:
+            path[-1] += f"[{part}]"
+            tp, what = get_args(tp)[0], None
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            path.append(str(part))
+            tp, what = tp.model_fields[part].annotation, tp.model_fields[part].description
+        # anything else is a union member's tag ("literal['auto']") or an unknown key
+    where, got = ".".join(path) or "the top level", error["input"]
+    if error["type"] in ("extra_forbidden", "invalid_key"):
+        unknown = ".".join([*path, str(error["loc"][-1])])
+        return f"{source}: unknown key '{unknown}'; valid keys in {where}: {choices(tp.model_fields)}"
+    if error["type"] == "rule":  # from `_check`: the key under the model checking it, what, the value
+        ctx = error["ctx"]
+        where, what, got = ".".join([*path, ctx["key"]]), ctx["expected"], ctx["got"]
+    elif error["type"] == "model_type":
+        what = "a mapping of keys"
+    return f"{source}: {where}: expected {what or _type_name(tp)}, got {got!r}"
 
 
-def _build(cls, data: Any, at: str):
-    where = at or "the top level"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ParamsError(f"params.yaml: {where}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise ParamsError(
-            f"params.yaml: unknown key '{(at + '.') if at else ''}{unknown[0]}'; valid keys in {where}: {choices(names)}"
-        )
-    values = {k: _coerce(v, hints[k], f"{at}.{k}" if at else k) for k, v in data.items()}
-    obj = cls(**values)
-    if hasattr(obj, "validate"):
-        obj.validate(at)
-    return obj
-
-
-def parse_params(data: Any) -> Params:
-    """Validate a params mapping (as loaded from YAML) into `Params`; raises ParamsError."""
-    return _build(Params, data, "")
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping (as loaded from YAML) into `Params`; a ParamsError names `source`."""
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_message(exc.errors(include_url=False)[0], source)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -314,4 +228,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_params(data)
+    return parse_params(data, str(path))
