@@ -7,11 +7,12 @@ SEEDS  ?= 0 1 2 3 4
 # Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install repro test lint format bench seeds paper lock clean
+.PHONY: help install repro test quick lint format bench seeds paper lock clean
 
 help:
 	@echo "make repro   install (once) and run the whole DVC pipeline on the embedded synthetic benchmark"
 	@echo "make test    install (once) and run lint + the test suite"
+	@echo "make quick   lint + the tests not marked slow (the edit loop)"
 	@echo "make bench   run the benchmarks, write reports/bench.json"
 	@echo "make seeds   run CE / Null BCE / C-R BCE and its no-relations control over SEEDS='$(SEEDS)', write reports/headline.json"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
@@ -42,11 +43,14 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+quick: lint
+	$(BIN)/python -m pytest -m "not slow"
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out reports/bench.json
 
 seeds: $(STAMP)
-	$(BIN)/python -m benchmarks.seeds --seeds $(SEEDS) --out reports/headline.json
+	$(BIN)/python -m uniseg.experiments seeds $(foreach s,$(SEEDS),--seed $(s)) --out reports/headline.json
 	$(BIN)/dvc repro report   # results.md embeds the new headline
 
 paper: $(STAMP)

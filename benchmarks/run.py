@@ -28,15 +28,6 @@ import numpy as np
 import torch
 
 
-def _median_time(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, float]:
     for fn in fns.values():
         for _ in range(warmup):
@@ -59,16 +50,7 @@ def bench_losses(batch: int, crop: tuple[int, int], rounds: int) -> dict:
     union = taxonomy.union(spaces.values())
     k = len(union)
     masks = dataset_masks(union, list(spaces.values()))
-    relations = [
-        ("mapillary", "bicyclist", "rider"),
-        ("mapillary", "motorcyclist", "rider"),
-        ("mapillary", "lane marking - general", "road"),
-        ("mapillary", "crosswalk - plain", "road"),
-        ("mapillary", "curb", "sidewalk"),
-        ("mapillary", "ground animal", "person"),
-        ("mapillary", "caravan", "car"),
-        ("mapillary", "trailer", "truck"),
-    ]
+    relations = [("mapillary", a, b) for a, b, _ in taxonomy.paper_relations()]  # Table A-1
     targets = relation_targets(union, spaces, relations)
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(batch, k, *crop, generator=g)

@@ -9,123 +9,16 @@ import time
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
-from uniseg import taxonomy
-from uniseg.data import EvalSet, iter_batches, make_eval_loader
-from uniseg.datasets.layout import read_meta
-from uniseg.errors import DataError, UserError, exit_on_user_error
-from uniseg.evaluation import (
-    make_target,
-    mean_of,
-    merge_relations,
-    own_labels,
-    plan_tasks,
-    renamed_labels,
-    score_images,
-    world_labels,
-)
-from uniseg.fsio import atomic_dir, write_json
+from uniseg.errors import DataError, exit_on_user_error
+from uniseg.evaluation import evaluate_model
+from uniseg.fsio import atomic_dir
+from uniseg.models import load_model_file, resolve_device
 from uniseg.params import load_params
+from uniseg.relations import read_multilabels
+from uniseg.scores import GROUPS, Metrics, model_metrics, write_details, write_metrics
 
 app = typer.Typer(add_completion=False)
-
-
-def _ground_truth(task, metas, source):
-    if task.images == task.space:
-        return own_labels
-    if source == "synthetic":
-        from uniseg.datasets.synthetic import world_to_space_lut
-
-        return world_labels(world_to_space_lut(task.space))
-    return renamed_labels(metas[task.images].classes, metas[task.space].classes)
-
-
-def _evaluate(model_path, p, shards, relations_rows, device, progress):
-    import torch
-
-    from uniseg.models import load_model_file
-
-    model, info = load_model_file(model_path, device)
-    left_out = []
-    if p.evaluate.leave_one_out:
-        left_out = [
-            d
-            for d in taxonomy.known_datasets()
-            if taxonomy.dataset_info(d).role == "train" and d not in info.datasets and (shards / d).is_dir()
-        ]
-    tasks = plan_tasks(info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out)
-    metas = {d: read_meta(shards / d) for d in {t.images for t in tasks} | {t.space for t in tasks}}
-    relations = merge_relations(p.data.source, info.datasets, relations_rows)
-    results = {}
-    for images in dict.fromkeys(t.images for t in tasks):
-        targets = {}
-        for task in (t for t in tasks if t.images == images):
-            meta = metas[task.space]
-            try:
-                target = make_target(meta.classes, info.classes, meta.fallbacks, relations)
-            except UserError as exc:
-                raise UserError(f"evaluate {task.group} {task.name}: {exc}") from None
-            targets[task] = (target, _ground_truth(task, metas, p.data.source))
-        split = "val"
-        dataset = EvalSet(shards / images, split, p.evaluate.height)
-        loader = make_eval_loader(dataset, p.evaluate.batch_size)
-        bar = tqdm(
-            total=len(dataset), desc=f"{Path(model_path).stem}: {images}", disable=not progress, leave=False
-        )
-
-        def batches(loader=loader, bar=bar):
-            for batch in iter_batches(loader):
-                yield batch
-                bar.update(len(batch[0]))
-
-        with torch.inference_mode():
-            scorers = score_images(model, info, batches(), targets, device, p.evaluate.window)
-        bar.close()
-        for task, scorer in scorers.items():
-            results[task] = scorer.result()
-    return info, results
-
-
-def _metrics(results: dict) -> dict:
-    out: dict = {}
-    for task, r in results.items():
-        group = out.setdefault(task.group, {})
-        group[task.name] = {
-            "miou": r["miou"],
-            "miou_merged": r.get("miou_merged"),
-            "classes": r["classes"],
-            "iou": {c: v for c, v in r["iou"]["restricted"].items() if v is not None},
-        }
-    for group in out.values():
-        scored = dict(group)
-        group["mean"] = mean_of(scored, "miou")
-        group["mean_merged"] = mean_of(scored, "miou_merged")
-    return out
-
-
-def _details(results: dict, out_dir: Path) -> None:
-    """reports/eval/<model>/: iou.json (DVC bar plot rows), details.json (per protocol, missing classes,
-    confusion matrices)."""
-    rows, details = [], {}
-    for task, r in results.items():
-        key = f"{task.group}/{task.name}"
-        for cls, iou in r["iou"]["restricted"].items():
-            if iou is not None:
-                rows.append({"task": key, "class": cls, "key": f"{key}: {cls}", "iou": iou})
-        classes = list(r["iou"]["restricted"])
-        details[key] = {
-            "images": task.images,
-            "label_space": task.space,
-            "miou": r["miou"],
-            "miou_merged": r.get("miou_merged"),
-            "classes": r["classes"],
-            "missing": r["missing"],
-            "iou": r["iou"],
-            "confusion": {"classes": classes, **r["confusion"]},
-        }
-    write_json(out_dir / "iou.json", rows)
-    write_json(out_dir / "details.json", details, indent=1)
 
 
 @app.command()
@@ -142,33 +35,30 @@ def main(
         Path("reports/metrics.json"), "--metrics", help="Metrics file to write."
     ),
     eval_dir: Path = typer.Option(Path("reports/eval"), help="Per-model details folder."),
-    device: str = typer.Option(
-        "cuda" if __import__("torch").cuda.is_available() else "cpu", help="cpu or cuda."
-    ),
+    device: str = typer.Option("auto", help="auto (cuda when available), cpu or cuda."),
 ) -> None:
     start = time.perf_counter()
     with exit_on_user_error():
         p = load_params(params)
-        rows = None
-        if p.data.source == "real":
-            from uniseg.relations import read_multilabels
-
-            rows = read_multilabels(multilabels)
+        rows = read_multilabels(multilabels) if p.data.source == "real" else None
         present = [m for m in models if m.is_file()]
         if not present:
             raise DataError(
                 f"no model file found among {', '.join(map(str, models))}; run the train stage first"
             )
+        device = resolve_device(device)
         metrics = {}
         with atomic_dir(eval_dir) as tmp:
             for path in present:
-                info, results = _evaluate(path, p, shards, rows, device, progress=True)
-                metrics[path.stem] = _metrics(results)
+                model, info = load_model_file(path, device)
+                results = evaluate_model(model, info, p, shards, rows, device, progress=path.stem)
+                metrics[path.stem] = model_metrics(results)
                 (tmp / path.stem).mkdir()
-                _details(results, tmp / path.stem)
-                line = ", ".join(f"{g} {v['mean']}" for g, v in metrics[path.stem].items())
+                write_details(results, tmp / path.stem)
+                means = Metrics({path.stem: metrics[path.stem]})
+                line = ", ".join(f"{g} {means.mean(path.stem, g)}" for g in GROUPS if means.has(path.stem, g))
                 typer.echo(f"evaluate {path.stem} ({info.loss}): mean mIoU {line}")
-        write_json(metrics_path, metrics)
+        write_metrics(metrics_path, metrics)
     typer.echo(
         f"evaluate: {len(present)} model(s) in {time.perf_counter() - start:.1f}s -> {metrics_path}, {eval_dir}/"
     )

@@ -24,18 +24,17 @@ def main(
     shards: Path = typer.Option(Path("data/shards"), help="Shard root."),
     model_path: Path = typer.Option(Path("models/base.pt"), "--model", help="Base model file."),
     out: Path = typer.Option(Path("data/relations/similarity.parquet"), help="Similarity table to write."),
-    device: str = typer.Option(
-        "cuda" if __import__("torch").cuda.is_available() else "cpu", help="cpu or cuda."
-    ),
+    device: str = typer.Option("auto", help="auto (cuda when available), cpu or cuda."),
 ) -> None:
     import torch
 
-    from uniseg.models import load_model_file
+    from uniseg.models import load_model_file, resolve_device
 
     start = time.perf_counter()
     with exit_on_user_error():
         p = load_params(params)
         spaces = read_spaces(shards, p.train.datasets)
+        device = resolve_device(device)
         model, info = load_model_file(model_path, device)
         for name, space in spaces.items():
             lacking = sorted(set(space) - set(info.classes))

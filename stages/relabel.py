@@ -10,18 +10,21 @@ import typer
 
 from uniseg.datasets.layout import read_spaces
 from uniseg.errors import DataError, exit_on_user_error
-from uniseg.fsio import atomic_path, write_json, write_text
+from uniseg.fsio import write_text
 from uniseg.params import load_params
 from uniseg.relations import (
     TAU_SWEEP,
-    auto_tau,
+    choose_tau,
     derive_multilabels,
-    plot_similarity,
     read_similarity,
-    relations_markdown,
+    relation_triples,
     score_relations,
     tau_sweep,
+    write_multilabels,
 )
+from uniseg.report.figures import plot_similarity
+from uniseg.report.relations import relations_markdown
+from uniseg.scores import write_relation_metrics
 
 app = typer.Typer(add_completion=False)
 
@@ -43,35 +46,27 @@ def main(
             raise DataError(
                 f"{similarity}: mined for {', '.join(unknown)}, not in train.datasets; rerun mine"
             )
-        if p.relabel.tau == "auto":
-            tau, n = auto_tau(table, spaces)
-            source = f"auto: mean of the top score of the {n} (dataset, class) pairs whose best match is another dataset's class"
-        else:
-            tau, n = float(p.relabel.tau), 0
-            source = "relabel.tau"
+        tau, pairs, source = choose_tau(table, spaces, p.relabel.tau)
         multilabels = derive_multilabels(table, spaces, tau)
         score, sweep = None, None
+        metrics = {"tau": round(tau, 4), "tau_pairs": pairs, "relations": len(multilabels)}
         if p.data.source == "synthetic":
             from uniseg.datasets.synthetic import expected_relations
 
             truth = [
                 (d, a, b) for d, a, b, kind in expected_relations(p.train.datasets) if kind == "relation"
             ]
-            score = score_relations(
-                multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
-            )
+            score = score_relations(relation_triples(multilabels), truth)
             sweep = tau_sweep(table, spaces, truth, (*TAU_SWEEP, tau))
-        with atomic_path(out) as tmp:
-            multilabels.to_parquet(tmp, index=False)
+            metrics.update({k: score[k] for k in ("precision", "recall", "mined", "true", "hits")})
+        write_multilabels(multilabels, out)
         write_text(
             reports / "relations.md", relations_markdown(multilabels, tau, source, score, sweep, table)
         )
-        union = list(dict.fromkeys(table["other"]))
-        plot_similarity(table, union, reports / "figures" / "similarity.png", multilabels)
-        metrics = {"tau": round(tau, 4), "tau_pairs": n, "relations": len(multilabels)}
-        if score is not None:
-            metrics.update({k: score[k] for k in ("precision", "recall", "mined", "true", "hits")})
-        write_json(reports / "relations.json", {"relations": metrics})
+        plot_similarity(
+            table, list(dict.fromkeys(table["other"])), reports / "figures" / "similarity.png", multilabels
+        )
+        write_relation_metrics(reports / "relations.json", metrics)
     scored = "" if score is None else f", precision {score['precision']}, recall {score['recall']}"
     typer.echo(f"relabel: τ = {tau:.3f} ({p.relabel.tau}), {len(multilabels)} relations{scored} -> {out}")
 

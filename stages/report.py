@@ -1,45 +1,22 @@
 """Stage report: reports/results.md (tables per group and protocol, the paper's numbers for
-orientation) and reports/figures/results/ (bars, the cross-label-space matrix, example predictions,
-a look at every dataset)."""
+orientation) and reports/figures/results/ (bars, the cross-label-space matrix, example predictions)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from uniseg.data import EvalSet
-from uniseg.errors import DataError, exit_on_user_error
-from uniseg.evaluation import make_target, model_probs, predict_labels, upsample
+from uniseg.errors import exit_on_user_error
+from uniseg.evaluation import example_panels
 from uniseg.fsio import atomic_dir, write_text
+from uniseg.models import load_model_file
 from uniseg.params import load_params
-from uniseg.report import plot_cross, plot_group_bars, plot_panels, results_markdown
+from uniseg.report.figures import plot_cross, plot_group_bars, plot_panels
+from uniseg.report.results import results_markdown
+from uniseg.scores import Metrics, read_relation_metrics
 
 app = typer.Typer(add_completion=False)
-
-
-def _example_rows(models, datasets, shards, n, height, device):
-    """Panels for the first n val images of each dataset: image, ground truth, each model's prediction."""
-    import torch
-
-    rows = []
-    for name in datasets:
-        data = EvalSet(shards / name, "val", height, limit=n)
-        for i in range(len(data)):
-            image, label, _, key = data[i]
-            raw = data.reader.read(data.rows[i]).image
-            panels = [("ground truth", label.numpy(), data.classes)]
-            for model_name, (model, info) in models.items():
-                target = make_target(data.classes, info.classes, data.reader.meta.fallbacks)
-                with torch.inference_mode():
-                    probs = upsample(model_probs(model, image[None].to(device), info), tuple(label.shape))
-                    pred = predict_labels(probs, target, "restricted")[0].cpu()
-                evaluated = target.resolution.evaluated
-                as_space = torch.tensor(evaluated, dtype=torch.uint8)[pred]
-                panels.append((f"{model_name} ({info.loss})", as_space.numpy(), data.classes))
-            rows.append({"title": f"{name}: {key}", "image": raw, "panels": panels})
-    return rows
 
 
 @app.command()
@@ -58,17 +35,10 @@ def main(
     figures: Path = typer.Option(Path("reports/figures/results"), help="Figure folder to write."),
     device: str = typer.Option("cpu", help="cpu or cuda (for the example panels)."),
 ) -> None:
-    from uniseg.models import load_model_file
-
     with exit_on_user_error():
         p = load_params(params)
-        if not metrics_path.is_file():
-            raise DataError(f"{metrics_path}: not found; run the evaluate stage first (dvc repro)")
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        relations = (
-            json.loads(relations_path.read_text(encoding="utf-8")) if relations_path.is_file() else None
-        )
-        models = {m: load_model_file(models_dir / f"{m}.pt", device) for m in metrics}
+        metrics = Metrics.read(metrics_path)
+        models = {m: load_model_file(models_dir / f"{m}.pt", device) for m in metrics.models}
         losses = {m: info.loss for m, (_, info) in models.items()}
         made = []
         with atomic_dir(figures) as tmp:
@@ -77,27 +47,24 @@ def main(
                     made.append(f"{group}.png")
             if plot_cross(metrics, losses, p.train.datasets, tmp / "cross.png"):
                 made.append("cross.png")
-            n = p.report.figure_images
-            if n:
-                rows = _example_rows(models, p.evaluate.unseen, shards, n, p.evaluate.height, device)
-                if plot_panels(rows, tmp / "examples_unseen.png"):
-                    made.append("examples_unseen.png")
-                rows = _example_rows(models, p.train.datasets, shards, 1, p.evaluate.height, device)
-                if plot_panels(rows, tmp / "examples_seen.png"):
-                    made.append("examples_seen.png")
-        rel = [
-            str(Path(figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures) / f)
-            for f in made
-        ]
+            for name, datasets, n in (
+                ("examples_unseen.png", p.evaluate.unseen, p.report.figure_images),
+                ("examples_seen.png", p.train.datasets, min(p.report.figure_images, 1)),
+            ):
+                if n and plot_panels(
+                    example_panels(models, datasets, shards, n, p.evaluate.height, device), tmp / name
+                ):
+                    made.append(name)
+        base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
+        rel = [str(base / f) for f in made]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
         headline = headline_path.read_text(encoding="utf-8") if headline_path.is_file() else None
-        write_text(
-            out,
-            results_markdown(
-                metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline
-            ),
+        relations = read_relation_metrics(relations_path)
+        text = results_markdown(
+            metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline
         )
+        write_text(out, text)
     typer.echo(f"report: {out} with {len(made)} figures in {figures}/")
 
 

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import typer
 
-from uniseg.datasets.layout import read_spaces
 from uniseg.engine import TrainJob, relaunch_with_torchrun, train_model
 from uniseg.errors import exit_on_user_error
 from uniseg.params import load_params
-from uniseg.taxonomy import union
 
 app = typer.Typer(add_completion=False)
 
@@ -23,27 +21,12 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
     shards: Path = typer.Option(Path("data/shards"), help="Shard root."),
     out: Path = typer.Option(Path("models/base.pt"), help="Model file to write."),
+    log_dir: Path = typer.Option(None, help="Training curves (default reports/train/<out stem>)."),
 ) -> None:
     with exit_on_user_error():
         p = load_params(params)
         relaunch_with_torchrun(p.train.devices, "stages.train", sys.argv[1:])
-        spaces = read_spaces(shards, p.train.datasets)
-        job = TrainJob(
-            loss=p.loss,
-            model=p.model,
-            train=p.train,
-            seed=p.seed,
-            iters=p.train.iters,
-            lr=p.train.lr,
-            optimizer=p.train.optimizer,
-            spaces=spaces,
-            union=union(spaces.values()),
-            shard_dirs=[shards / d for d in p.train.datasets],
-            model_path=out,
-            checkpoint_path=out.with_suffix(".ckpt"),
-            log_dir=Path("reports/train") / out.stem,
-        )
-        result = train_model(job)
+        result = train_model(TrainJob.from_params(p, shards, out, log_dir=log_dir))
     typer.echo(
         f"train {p.loss}: {result['iterations']} iterations in {result['seconds']:.0f}s "
         f"({result['images'] / max(result['seconds'], 1e-9):.1f} images/s), final loss {result['final_loss']:.4f} -> {out}"

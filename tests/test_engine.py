@@ -12,7 +12,7 @@ from uniseg.datasets.synthetic import generate_dataset
 from uniseg.engine import TrainJob, train_model
 from uniseg.errors import UserError
 from uniseg.models import load_model_file
-from uniseg.params import ModelParams, SyntheticParams, TrainParams
+from uniseg.params import ModelParams, Params, SyntheticParams, TrainParams
 from uniseg.shards import write_shards
 from uniseg.taxonomy import union
 
@@ -30,7 +30,6 @@ def shards(tmp_path_factory):
 
 
 def _job(shards: Path, out: Path, iters=4, **train) -> TrainJob:
-    spaces = read_spaces(shards, DATASETS)
     settings = dict(
         datasets=DATASETS,
         iters=iters,
@@ -41,21 +40,13 @@ def _job(shards: Path, out: Path, iters=4, **train) -> TrainJob:
         log_every=1,
     )
     settings.update(train)
-    return TrainJob(
+    p = Params(
         loss="nullbce",
         model=ModelParams(backbone="hrnet_w18_small", classifier="cosine"),
         train=TrainParams(**settings),
         seed=0,
-        iters=iters,
-        lr=0.01,
-        optimizer="sgd",
-        spaces=spaces,
-        union=union(spaces.values()),
-        shard_dirs=[shards / d for d in DATASETS],
-        model_path=out / "m.pt",
-        checkpoint_path=out / "m.ckpt",
-        log_dir=out / "log",
     )
+    return TrainJob.from_params(p, shards, out / "m.pt", log_dir=out / "log")
 
 
 @pytest.fixture
@@ -103,14 +94,14 @@ def test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one(
 def test_a_checkpoint_of_other_settings_is_not_resumed(shards, tmp_path, capsys):
     train_model(_job(shards, tmp_path, iters=2), progress=False)
     other = _job(shards, tmp_path, iters=2)
-    other = replace(other, lr=0.02)
+    other = replace(other, train=other.train.model_copy(update={"lr": 0.02}))
     train_model(other, progress=False)
     assert "belongs to other settings" in capsys.readouterr().out
 
 
 def test_nan_loss_stops_with_the_iteration_named(shards, tmp_path):
     job = _job(shards, tmp_path, iters=3)
-    job = replace(job, lr=1.0, model=ModelParams(backbone="hrnet_w18_small", classifier="linear"))
+    job = replace(job, model=ModelParams(backbone="hrnet_w18_small", classifier="linear"))
     job = replace(job, train=job.train.model_copy(update={"lr": 1.0, "momentum": 0.0}))
     import uniseg.engine as engine
 
@@ -187,6 +178,7 @@ def _torchrun(script: Path, text: str) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_ddp_loss_normalisation_gives_the_single_process_gradient(tmp_path):
     """2 processes (gloo) with half a batch each give exactly the gradient of 1 process with the
     whole batch, also when the processes see different numbers of valid pixels."""
@@ -203,6 +195,7 @@ def test_ddp_loss_normalisation_gives_the_single_process_gradient(tmp_path):
     assert torch.allclose(ddp["grad"], model.weight.grad, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_with_two_cpu_processes_runs_end_to_end(shards, tmp_path):
 
     script = DDP_SCRIPT.format(tests=str(Path(__file__).parent), shards=str(shards), out=str(tmp_path))
@@ -239,6 +232,7 @@ train_model(_job(Path({shards!r}), Path({out!r}), iters=8), progress=False)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights(shards, tmp_path, one_thread):
     import signal
     import subprocess

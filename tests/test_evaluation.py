@@ -7,17 +7,10 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from uniseg import IGNORE
 from uniseg.errors import UserError
-from uniseg.evaluation import (
-    Scorer,
-    make_target,
-    merge_relations,
-    model_probs,
-    plan_tasks,
-    predict_labels,
-    renamed_labels,
-    world_labels,
-)
+from uniseg.evaluation import merge_relations, plan_tasks, renamed_labels, world_labels
 from uniseg.metrics import confusion_matrix, iou_per_class, mean_iou
+from uniseg.protocols import Scorer, make_target, model_probs, predict_labels
+from uniseg.scores import Metrics
 
 
 def test_confusion_matrix_and_iou_agree_with_torchmetrics():
@@ -159,7 +152,7 @@ def test_merged_without_relations_equals_restricted():
 
 
 def test_conflict_table_lists_the_largest_gaps_first():
-    from uniseg.report import conflict_table
+    from uniseg.report.results import conflict_table
 
     metrics = {
         "base": {
@@ -167,7 +160,7 @@ def test_conflict_table_lists_the_largest_gaps_first():
             "cross": {"mapillary_in_cityscapes": {"iou": {"rider": 20.0, "road": 88.0}}},
         }
     }
-    lines = conflict_table(metrics, {"base": "ce"})
+    lines = conflict_table(Metrics(metrics), {"base": "ce"})
     rows = [line for line in lines if line.startswith("| mapillary_in_cityscapes")]
     assert rows[0].startswith("| mapillary_in_cityscapes | rider | 60.0 / 20.0")
 
@@ -209,18 +202,18 @@ def test_a_kitti_shaped_image_is_scored_at_its_label_resolution(tmp_path):
 
 
 def test_unlearned_classes_are_listed():
-    from uniseg.report import unlearned_classes
+    from uniseg.report.results import unlearned_classes
 
     metrics = {"base": {"seen": {"a": {"iou": {"rider": 0.0, "road": 90.0}}, "b": {"iou": {"rider": 0.0}}}}}
-    lines = unlearned_classes(metrics, {"base": "nullbce"})
+    lines = unlearned_classes(Metrics(metrics), {"base": "nullbce"})
     assert any(line.endswith(": rider") for line in lines)
-    assert unlearned_classes({"base": {"seen": {"a": {"iou": {"road": 1.0}}}}}, {}) == []
+    assert unlearned_classes(Metrics({"base": {"seen": {"a": {"iou": {"road": 1.0}}}}}), {}) == []
 
 
 def test_results_embed_the_seeds_headline_when_there_is_one():
-    from uniseg.report import results_markdown
+    from uniseg.report.results import results_markdown
 
-    metrics = {"base": {"unseen": {"kitti": {"miou": 40.0}, "mean": 40.0}}}
+    metrics = Metrics({"base": {"unseen": {"kitti": {"miou": 40.0}, "mean": 40.0}}})
     headline = "# Headline over seeds\n\nSeeds: 0, 1.\n\n| model | mean |\n|---|---|\n| ce | 36.8 |\n"
     text = results_markdown(metrics, {"base": "nullbce"}, ["cityscapes"], None, [], "restricted", headline)
     assert "| ce | 36.8 |" in text and "# Headline over seeds" not in text

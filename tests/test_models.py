@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from uniseg.errors import UserError
-from uniseg.models import BACKBONES, ModelInfo, build_model, load_model_file, save_model_file
+from uniseg.models import ModelInfo, build_model, load_model_file, save_model_file
+from uniseg.names import BACKBONES, CLASSIFIERS
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("classifier", ["linear", "cosine"])
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
 def test_every_backbone_and_classifier_runs_forward_and_backward(backbone, classifier):
     torch.manual_seed(0)
     model = build_model(backbone, classifier, num_classes=5, t=20.0)
@@ -58,6 +59,19 @@ def test_model_file_round_trip_needs_no_params(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model(x), loaded(x), atol=1e-5)
+
+
+def test_the_same_weights_give_a_byte_identical_model_file(tmp_path):
+    """dvc.lock must not change on an identical rerun: torch.save records the file's name inside the
+    archive, so the temporary file of an atomic write must not be randomly named."""
+    torch.manual_seed(0)
+    model = build_model("hrnet_w18_small", "linear", num_classes=3)
+    info = ModelInfo(["a", "b", "c"], "hrnet_w18_small", "linear", 20.0, "ce")
+    save_model_file(tmp_path / "m.pt", model, info)
+    first = (tmp_path / "m.pt").read_bytes()
+    save_model_file(tmp_path / "m.pt", model, info)
+    assert (tmp_path / "m.pt").read_bytes() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"], "no temporary file is left behind"
 
 
 def test_a_model_file_that_would_run_code_is_refused(tmp_path):

@@ -96,3 +96,39 @@ def test_every_declared_params_key_exists():
             for part in key.split("."):
                 assert hasattr(obj, part), f"stage {name}: params key {key} does not exist"
                 obj = getattr(obj, part)
+
+
+def _library_graph() -> dict[str, set[str]]:
+    """Imports between uniseg's own files, those inside functions included."""
+    graph = {}
+    for path in sorted((ROOT / "uniseg").rglob("*.py")):
+        targets = set()
+        for name in _imports(path):
+            f = _module_file(name)
+            if f is not None and f != path:
+                targets.add(f.relative_to(ROOT).as_posix())
+        graph[path.relative_to(ROOT).as_posix()] = targets
+    return graph
+
+
+def test_the_library_never_imports_stages_or_benchmarks():
+    for module, targets in _library_graph().items():
+        assert not [t for t in targets if t.startswith(("stages/", "benchmarks/"))], module
+
+
+def test_the_library_has_no_import_cycles():
+    graph = _library_graph()
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        if state.get(node) == 1:
+            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(node) :], node]))
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for node in graph:
+        visit(node, [])

@@ -14,12 +14,12 @@ from uniseg.relations import (
     mine_similarities,
     read_multilabels,
     read_similarity,
-    relations_markdown,
     score_relations,
     similarity_table,
     tau_sweep,
     write_similarity,
 )
+from uniseg.report.relations import relations_markdown
 
 SPACES = {"C": ["rider", "road"], "M": ["bicyclist", "road", "marking"]}
 UNION = ["bicyclist", "marking", "rider", "road"]

@@ -225,6 +225,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous_output(tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"], "no temporary left behind"
 
 
+@pytest.mark.slow
 def test_predict_reports_bad_inputs_and_writes_only_under_out(tmp_path):
     import torch
 
@@ -287,6 +288,7 @@ print(after_50, after_all)
 """
 
 
+@pytest.mark.slow
 def test_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
     import torch
 
@@ -376,6 +378,7 @@ app(sys.argv[3:], standalone_mode=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["mine", "evaluate"])
 def test_kill_9_during_mining_or_evaluation_then_rerun_finishes(stage_project, tmp_path, stage):
     from uniseg.relations import read_similarity

@@ -21,31 +21,31 @@ import torch.distributed as dist
 from torch import nn
 
 from uniseg.data import TrainSet, make_train_loader
+from uniseg.datasets.layout import read_spaces
 from uniseg.errors import UserError
-from uniseg.fsio import atomic_path
+from uniseg.fsio import save_torch
 from uniseg.losses import (
     build_loss,
     check_labels,
     dataset_masks,
+    loss_spec,
     normalise_loss,
     relation_targets,
     sigmoid_prior,
 )
 from uniseg.models import ModelInfo, build_model, read_model_file, save_model_file
-from uniseg.params import ModelParams, TrainParams
+from uniseg.params import ModelParams, Params, TrainParams
+from uniseg.taxonomy import union
 
 
 @dataclass
 class TrainJob:
-    """Everything one training run needs (built by a stage from params.yaml)."""
+    """Everything one training run needs (`from_params`: built from params.yaml by a stage)."""
 
     loss: str
     model: ModelParams
-    train: TrainParams
+    train: TrainParams  # the schedule (iters, lr, optimizer, ...) and the data settings
     seed: int
-    iters: int
-    lr: float
-    optimizer: str
     spaces: dict[str, list[str]]  # training dataset -> label space (order = dataset ids)
     union: list[str]
     shard_dirs: list[Path]
@@ -55,20 +55,49 @@ class TrainJob:
     relations: list[tuple[str, str, str]] = field(default_factory=list)  # crbce only
     init_model: Path | None = None  # start from these weights (retrain.init = base)
 
+    @classmethod
+    def from_params(
+        cls,
+        p: Params,
+        shards: Path,
+        out: Path,
+        *,
+        loss: str | None = None,
+        train: TrainParams | None = None,
+        relations: list[tuple[str, str, str]] | None = None,
+        init_model: Path | None = None,
+        log_dir: Path | None = None,
+    ) -> TrainJob:
+        """The job of params `p` on the shards of `p.train.datasets` under `shards`, writing the model file
+        `out` (its checkpoint beside it, curves in `log_dir`, default reports/train/<out stem>). `loss`
+        and `train` replace `p.loss` and `p.train` (the retrain stage: crbce with its own schedule)."""
+        spaces = read_spaces(shards, p.train.datasets)
+        return cls(
+            loss=loss or p.loss,
+            model=p.model,
+            train=train or p.train,
+            seed=p.seed,
+            spaces=spaces,
+            union=union(spaces.values()),
+            shard_dirs=[shards / d for d in p.train.datasets],
+            model_path=out,
+            checkpoint_path=out.with_suffix(".ckpt"),
+            log_dir=log_dir or Path("reports/train") / out.stem,
+            relations=list(relations or []),
+            init_model=init_model,
+        )
+
     def fingerprint(self) -> str:
         """What must match for a checkpoint to be resumed (not paths, not the iteration budget's logging)."""
         keep = {
             "loss": self.loss,
-            "model": vars(self.model),
+            "model": self.model.model_dump(),
             "train": {
                 k: v
-                for k, v in vars(self.train).items()
+                for k, v in self.train.model_dump().items()
                 if k not in ("checkpoint_every", "log_every", "workers")
             },
             "seed": self.seed,
-            "iters": self.iters,
-            "lr": self.lr,
-            "optimizer": self.optimizer,
             "union": self.union,
             "relations": sorted(map(list, self.relations)),
             "init": str(self.init_model),
@@ -124,12 +153,12 @@ def _poly(iters: int, power: float):
     return lambda it: max(0.0, 1.0 - it / iters) ** power
 
 
-def _make_optimizer(name: str, model: nn.Module, lr: float, train: TrainParams):
-    if name == "sgd":
+def _make_optimizer(model: nn.Module, train: TrainParams):
+    if train.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=train.momentum, weight_decay=train.weight_decay
+            model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
         )
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
 
 def _load_checkpoint(job: TrainJob, rank: int):
@@ -165,8 +194,7 @@ def _save_checkpoint(job, model, optimizer, scheduler, iteration, epoch, positio
         "scheduler": scheduler.state_dict(),
         "rng": torch.get_rng_state(),
     }
-    with atomic_path(job.checkpoint_path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, job.checkpoint_path)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -199,11 +227,13 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     model = model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    spec = loss_spec(job.loss)
     masks = dataset_masks(job.union, list(job.spaces.values())).to(device)
     targets = (
-        relation_targets(job.union, job.spaces, job.relations).to(device) if job.loss == "crbce" else None
+        relation_targets(job.union, job.spaces, job.relations).to(device) if spec.needs_relations else None
     )
-    offset = sigmoid_prior(len(job.union)) if job.model.classifier == "cosine" and job.loss != "ce" else 0.0
+    # A cosine head has no bias: sigmoid losses start from the prior 1/K (see sigmoid_prior).
+    offset = sigmoid_prior(len(job.union)) if job.model.classifier == "cosine" and spec.sigmoid else 0.0
     loss_fn = build_loss(job.loss, masks, targets, offset)
 
     dataset = TrainSet(job.shard_dirs, job.union, tuple(job.train.crop), tuple(job.train.scale))
@@ -213,8 +243,9 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     loader, sampler = make_train_loader(
         dataset, per_rank, job.train.workers, job.seed, job.train.weights, rank, world, pin_memory=cuda
     )
-    optimizer = _make_optimizer(job.optimizer, model, job.lr, job.train)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(job.iters, job.train.poly_power))
+    iters = job.train.iters
+    optimizer = _make_optimizer(model, job.train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(iters, job.train.poly_power))
 
     iteration, epoch, position = 0, 0, 0
     ckpt = _load_checkpoint(job, rank)
@@ -225,19 +256,19 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
         torch.set_rng_state(ckpt["rng"])
         iteration, epoch, position = ckpt["iteration"], ckpt["epoch"], ckpt["position"]
         if rank == 0:
-            print(f"resuming from {job.checkpoint_path} at iteration {iteration}/{job.iters}", flush=True)
+            print(f"resuming from {job.checkpoint_path} at iteration {iteration}/{iters}", flush=True)
 
-    train_model_ = model
+    net = model  # what the loop calls: the model, wrapped for DDP and compiled where asked
     if world > 1:
-        train_model_ = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     if job.train.compile and cuda:
-        train_model_ = torch.compile(train_model_)
+        net = torch.compile(net)
 
     live = (
         Live(str(job.log_dir), resume=iteration > 0, save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
     )
     bar = tqdm(
-        total=job.iters,
+        total=iters,
         initial=iteration,
         desc=f"train {job.loss}",
         disable=rank != 0 or not progress or not sys.stderr.isatty(),
@@ -248,7 +279,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     start, seen, last_loss = time.perf_counter(), 0, math.nan
     window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
     model.train()
-    while iteration < job.iters:
+    while iteration < iters:
         sampler.set_epoch(epoch, position)
         for images, labels, dataset_ids in loader:
             images = images.to(device, non_blocking=True)
@@ -258,7 +289,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
             dataset_ids = dataset_ids.to(device, non_blocking=True)
             check_labels(labels, len(job.union))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = train_model_(images)
+                logits = net(images)
             total, count = loss_fn(logits, labels, dataset_ids)
             loss = normalise_loss(total, count)
             if not torch.isfinite(loss):
@@ -271,14 +302,13 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
             optimizer.step()
             scheduler.step()
             iteration += 1
-            position += (
-                per_rank  # samples of this process consumed in the epoch (the sampler skips them on resume)
-            )
+            # Samples of this process consumed in the epoch (the sampler skips them on resume).
+            position += per_rank
             seen += images.shape[0] * world
             last_loss = loss.item()
             window_loss, window_n = window_loss + last_loss, window_n + 1
             bar.update(1)
-            if live is not None and (iteration % job.train.log_every == 0 or iteration == job.iters):
+            if live is not None and (iteration % job.train.log_every == 0 or iteration == iters):
                 now = time.perf_counter()
                 live.log_metric("loss", window_loss / window_n)
                 live.log_metric("lr", scheduler.get_last_lr()[0])
@@ -286,21 +316,19 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
                 live.step = iteration
                 live.next_step()
                 bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
-                if (
-                    not bar_visible
-                ):  # a log line instead of the bar when not in a terminal (CI, dvc exp queue)
+                if not bar_visible:  # a log line instead of the bar outside a terminal (CI, dvc exp queue)
                     rate = window_n / max(now - window_t, 1e-9)
-                    eta = (job.iters - iteration) / max(rate, 1e-9)
+                    eta = (iters - iteration) / max(rate, 1e-9)
                     print(
-                        f"{job.loss} iteration {iteration}/{job.iters}  loss {window_loss / window_n:.4f}  "
+                        f"{job.loss} iteration {iteration}/{iters}  loss {window_loss / window_n:.4f}  "
                         f"lr {scheduler.get_last_lr()[0]:.3g}  {rate * job.train.batch_size:.1f} images/s  "
                         f"ETA {int(eta // 60)}m{int(eta % 60):02d}s",
                         flush=True,
                     )
                 window_loss, window_n, window_t = 0.0, 0, now
-            if rank == 0 and (iteration % job.train.checkpoint_every == 0 or iteration == job.iters):
+            if rank == 0 and (iteration % job.train.checkpoint_every == 0 or iteration == iters):
                 _save_checkpoint(job, model, optimizer, scheduler, iteration, epoch, position)
-            if iteration >= job.iters:
+            if iteration >= iters:
                 break
         else:
             epoch, position = epoch + 1, 0

@@ -1,169 +1,23 @@
-"""Scoring a model in a dataset's own label space: restricted and merged protocols, unseen, seen and
-cross-label-space evaluation.
-
-- restricted (the paper's protocol): argmax over the channels of the target label space's classes that
-  the model's union has; classes the union lacks are listed and excluded (their pixels are not scored,
-  the other classes keep their alignment).
-- merged: before the argmax, each target class also receives the scores of the union classes that the
-  relations map into it (e.g. bicyclist and motorcyclist into rider). Scores are probabilities
-  (softmax for a CE model, sigmoid otherwise), so adding them is meaningful.
+"""Evaluating a model: which (images, label space) pairs to score — unseen test sets, seen val splits,
+and each training dataset in every other one's label space (cross) — with which ground truth, and the
+example predictions the report shows. The protocols themselves are in protocols.py; the files the
+results go to in scores.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from uniseg import IGNORE
-from uniseg.errors import DataError
-from uniseg.metrics import all_reduce_, confusion_matrix, iou_per_class, mean_iou
-from uniseg.taxonomy import Resolution, resolve
-
-PROTOCOLS = ("restricted", "merged")
-
-
-@dataclass(frozen=True)
-class Target:
-    """A label space to score in, resolved against a model's union.
-
-    channels[j] is the union channel of evaluated class j (compact index); lut maps a label-space index
-    to its compact index (255 for ignore and for classes the union lacks); merge lists (j, union channel)
-    pairs added to class j under the merged protocol."""
-
-    classes: list[str]
-    resolution: Resolution
-    channels: torch.Tensor  # int64 [m]
-    lut: torch.Tensor  # int64 [256]
-    merge: tuple[tuple[int, int], ...]
-
-    @property
-    def evaluated(self) -> list[str]:
-        return [self.classes[k] for k in self.resolution.evaluated]
-
-
-def make_target(
-    classes: Sequence[str],
-    union: Sequence[str],
-    fallbacks: dict[str, str] | None = None,
-    relations: Iterable[tuple[str, str, str]] = (),
-) -> Target:
-    """Resolve `classes` (a test label space) against `union`. relations: (dataset, primary, secondary)
-    triples; a union class `primary` outside the target space merges into target class `secondary`."""
-    res = resolve(classes, union, fallbacks)
-    evaluated = res.evaluated
-    channels = torch.tensor([res.union_index[k] for k in evaluated], dtype=torch.long)
-    lut = torch.full((256,), IGNORE, dtype=torch.long)
-    for j, k in enumerate(evaluated):
-        lut[k] = j
-    compact = {classes[k]: j for j, k in enumerate(evaluated)}
-    own = {union[int(c)] for c in channels}
-    position = {c: i for i, c in enumerate(union)}
-    merge = sorted(
-        {
-            (compact[secondary], position[primary])
-            for _, primary, secondary in relations
-            if secondary in compact and primary in position and primary not in own
-        }
-    )
-    return Target(list(classes), res, channels, lut, tuple(merge))
-
-
-def predict_labels(probs: torch.Tensor, target: Target, protocol: str = "restricted") -> torch.Tensor:
-    """probs [B, K, H, W] union probabilities -> compact target indices [B, H, W] (never a class
-    outside the evaluated target classes)."""
-    scores = probs.index_select(1, target.channels.to(probs.device))
-    if protocol == "merged" and target.merge:
-        scores = scores.clone()
-        for j, channel in target.merge:
-            scores[:, j] += probs[:, channel]
-    return scores.argmax(1)
-
-
-def model_probs(model, images: torch.Tensor, info, window: int = 0) -> torch.Tensor:
-    """Normalised images [B, 3, h, w] -> class probabilities [B, K, h, w] (softmax or sigmoid),
-    predicted on the whole image or with overlapping square windows of side `window`."""
-    if window and max(images.shape[-2:]) > window:
-        logits = _sliding_logits(model, images, window)
-    else:
-        logits = model(images)
-    return info.probs(logits)
-
-
-def _sliding_logits(model, images: torch.Tensor, window: int) -> torch.Tensor:
-    b, _, h, w = images.shape
-    stride = max(1, window * 2 // 3)
-    out, hits = None, torch.zeros(1, 1, h, w, device=images.device)
-    ys = list(range(0, max(h - window, 0) + 1, stride))
-    xs = list(range(0, max(w - window, 0) + 1, stride))
-    if ys[-1] + window < h:
-        ys.append(h - window)
-    if xs[-1] + window < w:
-        xs.append(w - window)
-    for y in ys:
-        for x in xs:
-            y0, x0 = max(y, 0), max(x, 0)
-            crop = images[..., y0 : y0 + window, x0 : x0 + window]
-            logits = model(crop).float()
-            if out is None:
-                out = torch.zeros(b, logits.shape[1], h, w, device=images.device)
-            out[..., y0 : y0 + window, x0 : x0 + window] += logits
-            hits[..., y0 : y0 + window, x0 : x0 + window] += 1
-    return out / hits
-
-
-def upsample(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Scores to the label's resolution (bilinear), so evaluation is at the original label size."""
-    if tuple(probs.shape[-2:]) == tuple(size):
-        return probs
-    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
-
-
-class Scorer:
-    """Accumulates one confusion matrix per protocol for one (images, label space) evaluation."""
-
-    def __init__(self, target: Target, protocols: Sequence[str] = PROTOCOLS):
-        self.target = target
-        m = len(target.channels)
-        self.conf = {p: torch.zeros(m, m, dtype=torch.float64) for p in protocols}
-
-    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
-        """probs [B, K, H, W] at label resolution; labels [B, H, W] label-space indices (uint8)."""
-        gt = self.target.lut.to(labels.device)[labels.long()]
-        m = len(self.target.channels)
-        for protocol, conf in self.conf.items():
-            pred = predict_labels(probs, self.target, protocol)
-            conf += confusion_matrix(pred, gt, m).cpu()
-
-    def result(self) -> dict:
-        """{"miou", "miou_merged", "classes", "missing", "iou": {protocol: {class: iou %}}}"""
-        out: dict = {"missing": list(self.target.resolution.missing), "iou": {}}
-        names = self.target.evaluated
-        for protocol, conf in self.conf.items():
-            all_reduce_(conf)
-            value, count = mean_iou(conf)
-            out["miou" if protocol == "restricted" else f"miou_{protocol}"] = (
-                round(value, 1) if count else None
-            )
-            out["classes"] = count
-            iou = iou_per_class(conf)
-            out["iou"][protocol] = {
-                n: (None if np.isnan(v) else round(100 * float(v), 1))
-                for n, v in zip(names, iou.tolist(), strict=True)
-            }
-            out.setdefault("confusion", {})[protocol] = conf.tolist()
-        return out
-
-
-def mean_of(results: dict[str, dict], key: str = "miou") -> float | None:
-    values = [r[key] for r in results.values() if isinstance(r, dict) and r.get(key) is not None]
-    return round(float(np.mean(values)), 1) if values else None
-
-
-# --- The evaluate stage: which (images, label space) pairs to score, and how -----------------------
+from uniseg import IGNORE, taxonomy
+from uniseg.data import EvalSet, iter_batches, make_eval_loader
+from uniseg.datasets.layout import read_meta
+from uniseg.errors import DataError, UserError
+from uniseg.protocols import Scorer, Target, make_target, model_probs, predict_labels, upsample
 
 GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
 
@@ -234,7 +88,9 @@ def merge_relations(source: str, datasets: Sequence[str], multilabels=None) -> l
         return [(d, c, other) for d, c, other, kind in expected_relations(datasets) if kind == "relation"]
     if multilabels is None or len(multilabels) == 0:
         return []
-    return list(multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None))
+    from uniseg.relations import relation_triples
+
+    return relation_triples(multilabels)
 
 
 @torch.no_grad()
@@ -253,3 +109,76 @@ def score_images(
         for k, (_, gt) in targets.items():
             scorers[k].update(probs, gt(labels, worlds).to(device))
     return scorers
+
+
+def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
+    if task.images == task.space:
+        return own_labels
+    if source == "synthetic":
+        from uniseg.datasets.synthetic import world_to_space_lut
+
+        return world_labels(world_to_space_lut(task.space))
+    return renamed_labels(metas[task.images].classes, metas[task.space].classes)
+
+
+def evaluate_model(model, info, p, shards: Path, multilabels=None, device="cpu", progress: str = "") -> dict:
+    """Score `model` (with its ModelInfo) on every task of params `p` (data.source, evaluate.*).
+    multilabels: the relabel table (real data: the merged protocol's relations). progress: the label of
+    a progress bar per image set ("" for none). Returns {Task: Scorer.result()}."""
+    from tqdm import tqdm
+
+    left_out = []
+    if p.evaluate.leave_one_out:
+        left_out = [
+            d
+            for d in taxonomy.known_datasets()
+            if taxonomy.dataset_info(d).role == "train" and d not in info.datasets and (shards / d).is_dir()
+        ]
+    tasks = plan_tasks(info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out)
+    metas = {d: read_meta(shards / d) for d in {t.images for t in tasks} | {t.space for t in tasks}}
+    relations = merge_relations(p.data.source, info.datasets, multilabels)
+    results = {}
+    for images in dict.fromkeys(t.images for t in tasks):
+        targets = {}
+        for task in (t for t in tasks if t.images == images):
+            meta = metas[task.space]
+            try:
+                target = make_target(meta.classes, info.classes, meta.fallbacks, relations)
+            except UserError as exc:
+                raise UserError(f"evaluate {task.group} {task.name}: {exc}") from None
+            targets[task] = (target, _ground_truth(task, metas, p.data.source))
+        dataset = EvalSet(shards / images, "val", p.evaluate.height)
+        bar = tqdm(total=len(dataset), desc=f"{progress}: {images}", disable=not progress, leave=False)
+
+        def batches(loader=make_eval_loader(dataset, p.evaluate.batch_size), bar=bar):
+            for batch in iter_batches(loader):
+                yield batch
+                bar.update(len(batch[0]))
+
+        with torch.inference_mode():
+            scorers = score_images(model, info, batches(), targets, device, p.evaluate.window)
+        bar.close()
+        results.update({task: scorer.result() for task, scorer in scorers.items()})
+    return results
+
+
+def example_panels(models: dict, datasets: Sequence[str], shards: Path, n: int, height: int, device="cpu"):
+    """Rows of the report's example figure: the first `n` val images of each dataset, their ground truth
+    and each model's restricted prediction in the dataset's label space. models: {name: (model, info)}.
+    Row: {"title", "image" uint8 [H, W, 3], "panels": [(name, label uint8 [H, W], classes)]}."""
+    rows = []
+    for name in datasets:
+        data = EvalSet(shards / name, "val", height, limit=n)
+        for i in range(len(data)):
+            image, label, _, key = data[i]
+            panels = [("ground truth", label.numpy(), data.classes)]
+            for model_name, (model, info) in models.items():
+                target = make_target(data.classes, info.classes, data.reader.meta.fallbacks)
+                with torch.inference_mode():
+                    probs = upsample(model_probs(model, image[None].to(device), info), tuple(label.shape))
+                    pred = predict_labels(probs, target, "restricted")[0].cpu()
+                as_space = torch.tensor(target.resolution.evaluated, dtype=torch.uint8)[pred]
+                panels.append((f"{model_name} ({info.loss})", as_space.numpy(), data.classes))
+            raw = data.reader.read(data.rows[i]).image
+            rows.append({"title": f"{name}: {key}", "image": raw, "panels": panels})
+    return rows

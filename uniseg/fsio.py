@@ -48,6 +48,26 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         raise
 
 
+def save_torch(obj, target: str | os.PathLike) -> None:
+    """torch.save(obj) atomically. The temporary file has the target's own name (in a temporary folder
+    beside it): torch.save records the file's stem inside the archive, so a randomly named temporary
+    file would make every save of the same object differ byte for byte (and dvc.lock change)."""
+    import torch
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        torch.save(obj, folder / target.name)
+        with open(folder / target.name, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(folder / target.name, target)
+    except OSError as exc:
+        raise _explain(exc, target) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -21,16 +22,33 @@ import torch.nn.functional as F
 from uniseg import IGNORE
 from uniseg.errors import DataError, UserError, choices
 
-LOSSES: dict[str, Callable] = {}
 NULL, NEG, POS = -1, 0, 1  # entries of a relational target table
 
 
-def register_loss(name: str):
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss and the traits the rest of the pipeline reads instead of its name."""
+
+    factory: Callable
+    sigmoid: bool  # per-class sigmoid scores (probabilities, prior offset); else softmax over the union
+    needs_relations: bool  # trained with the mined relations' target table (the retrain stage)
+
+
+LOSSES: dict[str, LossSpec] = {}  # names: uniseg.names.LOSSES (tests/test_names.py ties the two)
+
+
+def register_loss(name: str, *, sigmoid: bool, needs_relations: bool = False):
     def wrap(factory):
-        LOSSES[name] = factory
+        LOSSES[name] = LossSpec(factory, sigmoid, needs_relations)
         return factory
 
     return wrap
+
+
+def loss_spec(name: str) -> LossSpec:
+    if name not in LOSSES:
+        raise UserError(f"loss: unknown loss {name!r}; valid: {choices(LOSSES)}")
+    return LOSSES[name]
 
 
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:
@@ -48,7 +66,7 @@ def _valid_and_safe(labels: torch.Tensor):
     return valid, torch.where(valid, labels, torch.zeros_like(labels))
 
 
-@register_loss("ce")
+@register_loss("ce", sigmoid=False)
 def _ce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Softmax cross-entropy over the whole union (the paper's multi-dataset baseline, eq. 1)."""
 
@@ -110,7 +128,7 @@ def _label_terms(labels):
     return valid, safe.unsqueeze(1), valid.unsqueeze(1)
 
 
-@register_loss("bce")
+@register_loss("bce", sigmoid=True)
 def _bce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Sigmoid BCE over the whole union: every class outside the pixel's label is a negative."""
     k = dataset_masks.shape[1]
@@ -130,7 +148,7 @@ def _null_bias(dataset_masks: torch.Tensor, offset: float) -> torch.Tensor:
     )
 
 
-@register_loss("nullbce")
+@register_loss("nullbce", sigmoid=True)
 def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Null BCE (eq. 4): sigmoid BCE only over the classes of the sample's own dataset; classes outside
     its label space get exactly zero gradient."""
@@ -146,7 +164,7 @@ def _nullbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, o
     return loss
 
 
-@register_loss("crbce")
+@register_loss("crbce", sigmoid=True, needs_relations=True)
 def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, offset: float = 0.0):
     """Class-relational BCE (eq. 8): the target row of a pixel of class c from dataset d is targets[d, c]:
     1 for c and its mined related classes, 0 for the other classes of d, null (no gradient) elsewhere.
@@ -206,9 +224,7 @@ def build_loss(
     """The loss function `name`. dataset_masks: bool [D, K], True where union class k belongs to dataset
     d's label space; targets: int8 [D, K, K] (crbce only); offset: a constant added to the logits of the
     sigmoid losses (`sigmoid_prior`), ignored by CE (softmax is shift-invariant)."""
-    if name not in LOSSES:
-        raise UserError(f"loss: unknown loss {name!r}; valid: {choices(LOSSES)}")
-    return LOSSES[name](dataset_masks, targets, offset)
+    return loss_spec(name).factory(dataset_masks, targets, offset)
 
 
 def sigmoid_prior(num_classes: int) -> float:

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from uniseg.errors import UserError, choices
-from uniseg.fsio import atomic_path
+from uniseg.fsio import save_torch
+from uniseg.losses import loss_spec
+from uniseg.names import BACKBONES, CLASSIFIERS
 
-BACKBONES = ("hrnet_w18_small", "hrnet_w18", "hrnet_w48")
-CLASSIFIERS = ("linear", "cosine")
 MODEL_FORMAT = "uniseg-model"
 MODEL_VERSION = 1
 # ImageNet statistics used by timm's HRNet weights; images are normalised with them everywhere.
@@ -44,7 +44,7 @@ class ModelInfo:
 
     @property
     def sigmoid(self) -> bool:
-        return self.loss != "ce"
+        return loss_spec(self.loss).sigmoid
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """Class scores: softmax for a CE model, sigmoid(logits + offset) otherwise."""
@@ -192,8 +192,7 @@ def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> None
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "info": asdict(info), "state_dict": state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
 
 
 def read_model_file(path: str | Path) -> tuple[dict, ModelInfo]:
@@ -219,6 +218,16 @@ def read_model_file(path: str | Path) -> tuple[dict, ModelInfo]:
     except TypeError as exc:
         raise UserError(f"{path}: model file has an invalid info block ({exc})") from None
     return payload["state_dict"], info
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" -> cuda when a GPU is available, else cpu; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device: unknown device {device!r}; use auto, cpu or cuda") from None
 
 
 def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[SegModel, ModelInfo]:

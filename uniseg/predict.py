@@ -62,8 +62,8 @@ def predict_paths(
 ) -> list[tuple[str, str]]:
     """Predict every image; returns [(path, why)] for the inputs that could not be read."""
     from uniseg.colours import colourise
-    from uniseg.evaluation import make_target, model_probs, predict_labels, upsample
     from uniseg.models import load_model_file
+    from uniseg.protocols import make_target, model_probs, predict_labels, upsample
     from uniseg.transforms import eval_image
 
     if multilabel_threshold is not None and not 0 < multilabel_threshold < 1:

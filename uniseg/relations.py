@@ -103,6 +103,11 @@ def write_similarity(table: pd.DataFrame, path: str | Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
+def write_multilabels(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table[MULTILABEL_COLUMNS].to_parquet(tmp, index=False)
+
+
 def _read_table(path: str | Path, columns: list[str], stage: str) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
@@ -125,7 +130,7 @@ def read_multilabels(path: str | Path) -> pd.DataFrame:
     return _read_table(path, MULTILABEL_COLUMNS, "relabel")
 
 
-def _own_scores(table: pd.DataFrame) -> pd.Series:
+def own_scores(table: pd.DataFrame) -> pd.Series:
     """(dataset, class) -> s of the class's own weight."""
     return table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
 
@@ -148,25 +153,42 @@ def auto_tau(table: pd.DataFrame, spaces: dict[str, Sequence[str]]) -> tuple[flo
             tops.append(float(best["similarity"]))
     if tops:
         return float(np.mean(tops)), len(tops)
-    own = _own_scores(table)
+    own = own_scores(table)
     return (float(own.mean()) if len(own) else 1.0), 0
+
+
+def choose_tau(
+    table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float | str
+) -> tuple[float, int, str]:
+    """relabel.tau -> (τ, number of pairs it was averaged over, where it came from): "auto" is the
+    paper's automatic choice (`auto_tau`); a number is used as given (0 pairs)."""
+    if tau != "auto":
+        return float(tau), 0, "relabel.tau"
+    value, n = auto_tau(table, spaces)
+    why = f"auto: mean of the top score of the {n} (dataset, class) pairs whose best match is another dataset's class"
+    return value, n, why
 
 
 def derive_multilabels(table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float) -> pd.DataFrame:
     """Eq. 6: rows (dataset, primary, secondary, similarity) with s^{secondary}_{i,primary} >
     max(τ, s^{primary}_{i,primary}), secondary != primary a class of another training dataset."""
-    own = _own_scores(table)
+    own = own_scores(table)
     allowed = candidates(spaces)
     rows = []
-    for rec in table.itertuples(index=False):
-        if rec.other == rec._1 or rec.other not in allowed[rec.dataset]:
+    for rec in table.rename(columns={"class": "cls"}).itertuples(index=False):
+        if rec.other == rec.cls or rec.other not in allowed[rec.dataset]:
             continue
-        if rec.similarity > max(tau, own[(rec.dataset, rec._1)]):
-            rows.append((rec.dataset, rec._1, rec.other, float(rec.similarity)))
+        if rec.similarity > max(tau, own[(rec.dataset, rec.cls)]):
+            rows.append((rec.dataset, rec.cls, rec.other, float(rec.similarity)))
     out = pd.DataFrame(rows, columns=MULTILABEL_COLUMNS)
     return out.sort_values(
         ["dataset", "primary", "similarity"], ascending=[True, True, False], ignore_index=True
     )
+
+
+def relation_triples(multilabels: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(dataset, primary, secondary) of each row of a multi-label table."""
+    return list(multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None))
 
 
 def score_relations(mined: Iterable[tuple[str, str, str]], truth: Iterable[tuple[str, str, str]]) -> dict:
@@ -194,138 +216,6 @@ def tau_sweep(
     truth = list(truth)
     rows = []
     for tau in sorted(set(taus)):
-        mined = derive_multilabels(table, spaces, tau)
-        score = score_relations(
-            mined[["dataset", "primary", "secondary"]].itertuples(index=False, name=None), truth
-        )
+        score = score_relations(relation_triples(derive_multilabels(table, spaces, tau)), truth)
         rows.append({"tau": tau, **{k: score[k] for k in ("mined", "hits", "precision", "recall")}})
     return rows
-
-
-def _why_missed(triple: tuple[str, str, str], tau: float, sims: dict | None) -> str:
-    d, a, b = triple
-    text = f"{d}: {a} → {b}"
-    if sims is None or (d, a, b) not in sims:
-        return text
-    s, own = sims[(d, a, b)], sims.get((d, a, a), float("nan"))
-    if s <= own:
-        return f"{text} (s = {s:.3f} ≤ own {own:.3f})"
-    return f"{text} (s = {s:.3f} ≤ τ)"
-
-
-def _with_own(triple: tuple[str, str, str], sims: dict | None) -> str:
-    d, a, b = triple
-    if sims is None or (d, a, a) not in sims:
-        return f"{d}: {a} → {b}"
-    return f"{d}: {a} → {b} (own {sims[(d, a, a)]:.3f})"
-
-
-def relations_markdown(
-    multilabels: pd.DataFrame,
-    tau: float,
-    tau_source: str,
-    score: dict | None,
-    sweep: list[dict] | None = None,
-    table: pd.DataFrame | None = None,
-) -> str:
-    """The Table A-1 analogue: primary -> secondary with scores and the chosen τ; with the similarity
-    table, each primary's own score, and each missed or false relation says which score decided it."""
-    sims, own = None, None
-    if table is not None:
-        sims = {(r.dataset, r._1, r.other): float(r.similarity) for r in table.itertuples(index=False)}
-        own = _own_scores(table)
-    lines = [
-        "# Mined class relationships",
-        "",
-        f"τ = **{tau:.3f}** ({tau_source}). A union class c' is a secondary label of class c of dataset i when "
-        "its mean cosine similarity with the pixels of c exceeds both τ and the similarity of c's own weight "
-        "(eq. 6 of the paper); only classes of the other training datasets can be secondary labels.",
-        "",
-    ]
-    if score is not None:
-        p = "–" if score["precision"] is None else f"{score['precision']:.2f}"
-        r = "–" if score["recall"] is None else f"{score['recall']:.2f}"
-        lines += [
-            f"Against the synthetic benchmark's ground truth: precision **{p}**, recall **{r}** "
-            f"({score['hits']} of {score['mined']} mined relations are true; {score['true']} true relations).",
-            "",
-        ]
-    if multilabels.empty:
-        lines.append("No relation exceeds τ: class-relational BCE reduces to Null BCE for this model.")
-    else:
-        lines += ["| dataset | primary | s(primary) | secondary | s(secondary) |", "|---|---|---:|---|---:|"]
-        for rec in multilabels.itertuples(index=False):
-            s_own = "" if own is None else f"{own[(rec.dataset, rec.primary)]:.3f}"
-            lines.append(
-                f"| {rec.dataset} | {rec.primary} | {s_own} | {rec.secondary} | {rec.similarity:.3f} |"
-            )
-    if score is not None and (score["missed"] or score["false_positives"]):
-        lines += [
-            "",
-            "Missed true relations, with the eq. 6 condition each one fails: "
-            + (", ".join(_why_missed(t, tau, sims) for t in score["missed"]) or "none")
-            + ".",
-        ]
-        lines += [
-            "",
-            "False positives, with the primary's own score (a primary the model has not learned has an own "
-            "score near 0, so the max(τ, s(c)) rule lets its surroundings through): "
-            + (", ".join(_with_own(t, sims) for t in score["false_positives"]) or "none")
-            + ".",
-        ]
-    if sweep:
-        lines += [
-            "",
-            "## Precision and recall over τ",
-            "",
-            "The same similarities with other thresholds (eq. 6 unchanged; the row in bold is the τ used).",
-            "",
-            "| τ | mined | true | precision | recall |",
-            "|---:|---:|---:|---:|---:|",
-        ]
-        for row in sweep:
-            cells = [
-                f"{row['tau']:.3f}",
-                str(row["mined"]),
-                str(row["hits"]),
-                "–" if row["precision"] is None else f"{row['precision']:.2f}",
-                "–" if row["recall"] is None else f"{row['recall']:.2f}",
-            ]
-            if row["tau"] == tau:
-                cells = [f"**{c}**" for c in cells]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_similarity(
-    table: pd.DataFrame, union: Sequence[str], path: str | Path, multilabels: pd.DataFrame | None = None
-) -> None:
-    """Heat map of s: rows (dataset, class), columns union classes; mined relations outlined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(dict.fromkeys(zip(table["dataset"], table["class"], strict=True)))
-    index = {r: i for i, r in enumerate(rows)}
-    col = {c: j for j, c in enumerate(union)}
-    grid = np.full((len(rows), len(union)), np.nan)
-    for rec in table.itertuples(index=False):
-        grid[index[(rec.dataset, rec._1)], col[rec.other]] = rec.similarity
-    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(union) + 3), max(6, 0.2 * len(rows) + 2)))
-    im = ax.imshow(grid, cmap="magma", vmin=-0.2, vmax=1.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(union)), union, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(rows)), [f"{d}: {c}" for d, c in rows], fontsize=6)
-    if multilabels is not None:
-        for rec in multilabels.itertuples(index=False):
-            if (rec.dataset, rec.primary) in index:
-                y, x = index[(rec.dataset, rec.primary)], col[rec.secondary]
-                ax.add_patch(
-                    plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=1.5)
-                )
-    fig.colorbar(im, ax=ax, label="mean cosine similarity s", shrink=0.6)
-    ax.set_title("s: pixels of (dataset: class) vs. every union class weight (cyan: mined relation)")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)

@@ -124,6 +124,15 @@ def union_of(datasets: Iterable[str]) -> list[str]:
     return union(label_space(d) for d in datasets)
 
 
+@functools.cache
+def paper_relations() -> tuple[tuple[str, str, bool], ...]:
+    """(primary, secondary, drawn by the synthetic benchmark) of the paper's Table A-1, from
+    paper_relations.tsv. Every primary is a Mapillary class."""
+    with open(HERE / "paper_relations.tsv", encoding="utf-8") as f:
+        rows = csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")
+        return tuple((r["primary"], r["secondary"], r["synthetic"] == "yes") for r in rows)
+
+
 def raw_lut(name: str) -> np.ndarray:
     """For an `ids`-encoded dataset: int16 [256] raw value -> label-space index, IGNORE, or UNKNOWN.
 

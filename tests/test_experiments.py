@@ -1,16 +1,20 @@
-"""The seeds headline: summary statistics and the table, from per-(seed, loss) metrics."""
+"""The experiment driver: the seeds headline (summary statistics and the table, from per-(seed, arm)
+metrics) and the paper grid's table."""
 
 import pytest
 
-from benchmarks.seeds import collect, render, summarise
+from uniseg.experiments import collect, render, summarise
+from uniseg.scores import Metrics
 
 
 def _metrics(unseen, crbce, precision):
-    return {
-        "base": {"unseen": {"mean": unseen}, "cross": {"mean": unseen - 1}},
-        "crbce": {"unseen": {"mean": crbce}},
-        "relations": {"tau": 0.2, "relations": 10, "precision": precision, "recall": 0.5},
-    }
+    return Metrics(
+        {
+            "base": {"unseen": {"mean": unseen}, "cross": {"mean": unseen - 1}},
+            "crbce": {"unseen": {"mean": crbce}},
+            "relations": {"tau": 0.2, "relations": 10, "precision": precision, "recall": 0.5},
+        }
+    )
 
 
 def test_summary_is_mean_sample_std_and_a_t_interval():

@@ -1,0 +1,156 @@
+"""Scoring a model's union probabilities in a test label space: the restricted and merged protocols.
+
+- restricted (the paper's protocol): argmax over the channels of the target label space's classes that
+  the model's union has; classes the union lacks are listed and excluded (their pixels are not scored,
+  the other classes keep their alignment).
+- merged: before the argmax, each target class also receives the scores of the union classes that the
+  relations map into it (e.g. bicyclist and motorcyclist into rider). Scores are probabilities
+  (softmax for a CE model, sigmoid otherwise), so adding them is meaningful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from uniseg import IGNORE
+from uniseg.metrics import all_reduce_, confusion_matrix, iou_per_class, mean_iou
+from uniseg.taxonomy import Resolution, resolve
+
+PROTOCOLS = ("restricted", "merged")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A label space to score in, resolved against a model's union.
+
+    channels[j] is the union channel of evaluated class j (compact index); lut maps a label-space index
+    to its compact index (255 for ignore and for classes the union lacks); merge lists (j, union channel)
+    pairs added to class j under the merged protocol."""
+
+    classes: list[str]
+    resolution: Resolution
+    channels: torch.Tensor  # int64 [m]
+    lut: torch.Tensor  # int64 [256]
+    merge: tuple[tuple[int, int], ...]
+
+    @property
+    def evaluated(self) -> list[str]:
+        return [self.classes[k] for k in self.resolution.evaluated]
+
+
+def make_target(
+    classes: Sequence[str],
+    union: Sequence[str],
+    fallbacks: dict[str, str] | None = None,
+    relations: Iterable[tuple[str, str, str]] = (),
+) -> Target:
+    """Resolve `classes` (a test label space) against `union`. relations: (dataset, primary, secondary)
+    triples; a union class `primary` outside the target space merges into target class `secondary`."""
+    res = resolve(classes, union, fallbacks)
+    evaluated = res.evaluated
+    channels = torch.tensor([res.union_index[k] for k in evaluated], dtype=torch.long)
+    lut = torch.full((256,), IGNORE, dtype=torch.long)
+    for j, k in enumerate(evaluated):
+        lut[k] = j
+    compact = {classes[k]: j for j, k in enumerate(evaluated)}
+    own = {union[int(c)] for c in channels}
+    position = {c: i for i, c in enumerate(union)}
+    merge = sorted(
+        {
+            (compact[secondary], position[primary])
+            for _, primary, secondary in relations
+            if secondary in compact and primary in position and primary not in own
+        }
+    )
+    return Target(list(classes), res, channels, lut, tuple(merge))
+
+
+def predict_labels(probs: torch.Tensor, target: Target, protocol: str = "restricted") -> torch.Tensor:
+    """probs [B, K, H, W] union probabilities -> compact target indices [B, H, W] (never a class
+    outside the evaluated target classes)."""
+    scores = probs.index_select(1, target.channels.to(probs.device))
+    if protocol == "merged" and target.merge:
+        scores = scores.clone()
+        for j, channel in target.merge:
+            scores[:, j] += probs[:, channel]
+    return scores.argmax(1)
+
+
+def model_probs(model, images: torch.Tensor, info, window: int = 0) -> torch.Tensor:
+    """Normalised images [B, 3, h, w] -> class probabilities [B, K, h, w] (softmax or sigmoid),
+    predicted on the whole image or with overlapping square windows of side `window`."""
+    if window and max(images.shape[-2:]) > window:
+        logits = _sliding_logits(model, images, window)
+    else:
+        logits = model(images)
+    return info.probs(logits)
+
+
+def _sliding_logits(model, images: torch.Tensor, window: int) -> torch.Tensor:
+    b, _, h, w = images.shape
+    stride = max(1, window * 2 // 3)
+    out, hits = None, torch.zeros(1, 1, h, w, device=images.device)
+    ys = list(range(0, max(h - window, 0) + 1, stride))
+    xs = list(range(0, max(w - window, 0) + 1, stride))
+    if ys[-1] + window < h:
+        ys.append(h - window)
+    if xs[-1] + window < w:
+        xs.append(w - window)
+    for y in ys:
+        for x in xs:
+            y0, x0 = max(y, 0), max(x, 0)
+            crop = images[..., y0 : y0 + window, x0 : x0 + window]
+            logits = model(crop).float()
+            if out is None:
+                out = torch.zeros(b, logits.shape[1], h, w, device=images.device)
+            out[..., y0 : y0 + window, x0 : x0 + window] += logits
+            hits[..., y0 : y0 + window, x0 : x0 + window] += 1
+    return out / hits
+
+
+def upsample(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Scores to the label's resolution (bilinear), so evaluation is at the original label size."""
+    if tuple(probs.shape[-2:]) == tuple(size):
+        return probs
+    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+
+
+class Scorer:
+    """Accumulates one confusion matrix per protocol for one (images, label space) evaluation."""
+
+    def __init__(self, target: Target, protocols: Sequence[str] = PROTOCOLS):
+        self.target = target
+        m = len(target.channels)
+        self.conf = {p: torch.zeros(m, m, dtype=torch.float64) for p in protocols}
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        """probs [B, K, H, W] at label resolution; labels [B, H, W] label-space indices (uint8)."""
+        gt = self.target.lut.to(labels.device)[labels.long()]
+        m = len(self.target.channels)
+        for protocol, conf in self.conf.items():
+            pred = predict_labels(probs, self.target, protocol)
+            conf += confusion_matrix(pred, gt, m).cpu()
+
+    def result(self) -> dict:
+        """{"miou", "miou_merged", "classes", "missing", "iou": {protocol: {class: iou %}}}"""
+        out: dict = {"missing": list(self.target.resolution.missing), "iou": {}}
+        names = self.target.evaluated
+        for protocol, conf in self.conf.items():
+            all_reduce_(conf)
+            value, count = mean_iou(conf)
+            out["miou" if protocol == "restricted" else f"miou_{protocol}"] = (
+                round(value, 1) if count else None
+            )
+            out["classes"] = count
+            iou = iou_per_class(conf)
+            out["iou"][protocol] = {
+                n: (None if np.isnan(v) else round(100 * float(v), 1))
+                for n, v in zip(names, iou.tolist(), strict=True)
+            }
+            out.setdefault("confusion", {})[protocol] = conf.tolist()
+        return out

@@ -1,0 +1,1 @@
+"""Presentation: Markdown reports and figures, from the files the pipeline wrote (no model code)."""

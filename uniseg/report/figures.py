@@ -1,0 +1,153 @@
+"""The report's figures (matplotlib, Agg backend): mIoU bars per group, the cross-label-space matrix,
+example predictions, and the heat map of mined similarities. Each is written with `save_figure`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from uniseg.fsio import atomic_path
+from uniseg.report.results import cross_matrix, model_title
+from uniseg.scores import Metrics
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and free it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_group_bars(metrics: Metrics, losses: dict[str, str], group: str, path: Path) -> bool:
+    """Grouped bars: datasets of `group` x models, restricted (solid) and merged (hatched)."""
+    plt = pyplot()
+    names = metrics.datasets(group)
+    if not names:
+        return False
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * (len(names) + 1)), 4))
+    width = 0.8 / (2 * len(metrics.models))
+    for k, model in enumerate(metrics.models):
+        for p, (key, hatch) in enumerate((("miou", None), ("miou_merged", "//"))):
+            vals = [metrics.score(model, group, n, key) for n in names] + [metrics.mean(model, group, key)]
+            x = np.arange(len(names) + 1) + (2 * k + p) * width - 0.4 + width / 2
+            ax.bar(
+                x,
+                [np.nan if v is None else v for v in vals],
+                width,
+                hatch=hatch,
+                color=f"C{k}",
+                alpha=0.9 if p == 0 else 0.55,
+                label=f"{model_title(model, losses.get(model, model))}, {'restricted' if p == 0 else 'merged'}",
+            )
+    ax.set_xticks(range(len(names) + 1), [*names, "mean"])
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(f"{group} datasets")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
+def plot_cross(metrics: Metrics, losses: dict[str, str], datasets: Sequence[str], path: Path) -> bool:
+    """One heat map per model: rows = images of dataset i, columns = label space j (diagonal = seen)."""
+    plt = pyplot()
+    models = [m for m in metrics.models if metrics.has(m, "cross")]
+    if not models or len(datasets) < 2:
+        return False
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models) + 1.5, 4.6), squeeze=False)
+    fig.subplots_adjust(wspace=0.55, bottom=0.22, left=0.12)
+    for ax, model in zip(axes[0], models, strict=True):
+        grid = cross_matrix(metrics, model, datasets)
+        im = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
+        for a in range(len(datasets)):
+            for b in range(len(datasets)):
+                if not np.isnan(grid[a, b]):
+                    ax.text(
+                        b,
+                        a,
+                        f"{grid[a, b]:.1f}",
+                        ha="center",
+                        va="center",
+                        color="white" if grid[a, b] < 60 else "black",
+                        fontsize=8,
+                    )
+        ax.set_xticks(range(len(datasets)), datasets, rotation=30)
+        ax.set_yticks(range(len(datasets)), datasets)
+        ax.set_xlabel("label space j")
+        ax.set_ylabel("images of i")
+        ax.set_title(model_title(model, losses.get(model, model)), fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label="mIoU (%), restricted", shrink=0.8)
+    save_figure(fig, path)
+    return True
+
+
+def plot_panels(rows: list[dict], path: Path) -> bool:
+    """Figure-4-like panels: per row an image, its ground truth and each model's prediction, coloured in
+    the test dataset's label space. rows: {"title", "image" uint8 [H,W,3], "panels": [(name, label, classes)]}."""
+    from uniseg.colours import colourise, legend_handles
+
+    plt = pyplot()
+    if not rows:
+        return False
+    cols = 1 + max(len(r["panels"]) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols + 2, 1.9 * len(rows) + 0.5), squeeze=False)
+    legend = []
+    for ax_row, row in zip(axes, rows, strict=True):
+        ax_row[0].imshow(row["image"])
+        ax_row[0].set_title(row["title"], fontsize=8)
+        for ax, (name, label, classes) in zip(ax_row[1:], row["panels"], strict=False):
+            ax.imshow(colourise(label, classes), interpolation="nearest")
+            ax.set_title(name, fontsize=8)
+            legend += [
+                c for c in classes if c not in legend and (np.asarray(label) == classes.index(c)).any()
+            ]
+        for ax in ax_row:
+            ax.axis("off")
+    fig.legend(handles=legend_handles(legend), loc="center right", fontsize=6, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    save_figure(fig, path)
+    return True
+
+
+def plot_similarity(
+    table: pd.DataFrame, union: Sequence[str], path: str | Path, multilabels: pd.DataFrame | None = None
+) -> None:
+    """Heat map of s: rows (dataset, class), columns union classes; mined relations outlined."""
+    plt = pyplot()
+    rows = list(dict.fromkeys(zip(table["dataset"], table["class"], strict=True)))
+    index = {r: i for i, r in enumerate(rows)}
+    col = {c: j for j, c in enumerate(union)}
+    grid = np.full((len(rows), len(union)), np.nan)
+    for rec in table.rename(columns={"class": "cls"}).itertuples(index=False):
+        grid[index[(rec.dataset, rec.cls)], col[rec.other]] = rec.similarity
+    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(union) + 3), max(6, 0.2 * len(rows) + 2)))
+    im = ax.imshow(grid, cmap="magma", vmin=-0.2, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(union)), union, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{d}: {c}" for d, c in rows], fontsize=6)
+    if multilabels is not None:
+        for rec in multilabels.itertuples(index=False):
+            if (rec.dataset, rec.primary) in index:
+                y, x = index[(rec.dataset, rec.primary)], col[rec.secondary]
+                ax.add_patch(
+                    plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=1.5)
+                )
+    fig.colorbar(im, ax=ax, label="mean cosine similarity s", shrink=0.6)
+    ax.set_title("s: pixels of (dataset: class) vs. every union class weight (cyan: mined relation)")
+    fig.tight_layout()
+    save_figure(fig, path)

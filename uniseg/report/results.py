@@ -1,0 +1,204 @@
+"""reports/results.md, from the metrics files (read through uniseg.scores).
+
+Tables name their protocol (restricted = the paper's; merged = related union classes added into the
+target class first); the paper's HRNet numbers are shown for orientation only — the embedded benchmark
+is a different, much smaller problem."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from uniseg.scores import Metrics
+
+# Table 1 of the paper (HRNet-W18, C+I+B+M, unseen KITTI / WildDash / CamVid / mean), for orientation.
+PAPER_W18_ALL = {
+    "ce": (48.8, 46.0, 72.7, 55.8),
+    "nullbce": (57.6, 47.5, 73.3, 59.5),
+    "crbce": (58.9, 48.2, 73.9, 60.3),
+}
+MODEL_TITLES = {
+    "ce": "Multi-dataset (CE)",
+    "bce": "BCE",
+    "nullbce": "UniSeg (Null BCE)",
+    "crbce": "UniSeg (C-R BCE)",
+}
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def model_title(model: str, loss: str) -> str:
+    return f"{MODEL_TITLES.get(loss, loss)} [{model}]"
+
+
+def group_table(metrics: Metrics, losses: dict[str, str], group: str, key: str = "miou") -> list[str]:
+    """A markdown table: rows = models, columns = the group's datasets + mean."""
+    names = metrics.datasets(group)
+    if not names:
+        return []
+    lines = ["| model | " + " | ".join(names) + " | mean |", "|---|" + "---:|" * (len(names) + 1)]
+    for model in metrics.models:
+        cells = [_fmt(metrics.score(model, group, n, key)) for n in names]
+        lines.append(
+            f"| {model_title(model, losses.get(model, model))} | "
+            + " | ".join(cells)
+            + f" | {_fmt(metrics.mean(model, group, key))} |"
+        )
+    return lines
+
+
+def conflict_table(metrics: Metrics, losses: dict[str, str], rows: int = 10) -> list[str]:
+    """Where label conflicts show: classes of label space j whose IoU on D_i's images (cross i_in_j) is
+    furthest below their IoU on D_j's own images (seen j), for the first model; all models side by side."""
+    models = [m for m in metrics.models if metrics.has(m, "cross")]
+    if not models:
+        return []
+    first = models[0]
+    gaps = []
+    for cross in metrics.cross(first):
+        own = metrics.class_iou(first, "seen", cross.space)
+        for c, v in metrics.class_iou(first, "cross", cross.name).items():
+            if c in own:
+                gaps.append((own[c] - v, cross.name, cross.space, c))
+    gaps.sort(reverse=True)
+    if not gaps:
+        return []
+    head = " | ".join(f"{model_title(m, losses.get(m, m))}: own / cross" for m in models)
+    lines = [
+        "## Where the label conflicts show (per-class IoU, restricted)",
+        "",
+        f"Classes of label space j scored on D_j's own val images (own) and on D_i's val images (cross, i_in_j), "
+        f"largest gaps of {model_title(models[0], losses.get(models[0], models[0]))} first. A class that D_i labels "
+        "differently (e.g. Mapillary's bicyclist vs Cityscapes' rider) is where a loss that suppresses other "
+        "datasets' classes loses IoU.",
+        "",
+        f"| cross pair | class | {head} |",
+        "|---|---|" + "---|" * len(models),
+    ]
+    for _, name, j, c in gaps[:rows]:
+        cells = []
+        for m in models:
+            own = metrics.class_iou(m, "seen", j).get(c)
+            cross = metrics.class_iou(m, "cross", name).get(c)
+            cells.append(f"{_fmt(own)} / {_fmt(cross)}")
+        lines.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def unlearned_classes(metrics: Metrics, losses: dict[str, str]) -> list[str]:
+    """Classes a model never gets right on its seen val splits (IoU 0 wherever they are scored): label
+    conflicts that live in those classes cannot show in any table above."""
+    lines = []
+    for model in metrics.models:
+        scored: dict[str, list[float]] = {}
+        for name in metrics.datasets("seen", model):
+            for c, v in metrics.class_iou(model, "seen", name).items():
+                scored.setdefault(c, []).append(v)
+        zero = sorted(c for c, vs in scored.items() if vs and max(vs) == 0.0)
+        if zero:
+            lines.append(f"- {model_title(model, losses.get(model, model))}: {', '.join(zero)}")
+    if not lines:
+        return []
+    head = [
+        "## Classes not learned",
+        "",
+        "IoU 0 on every seen val split that scores them. A label conflict inside these classes (e.g. rider vs "
+        "bicyclist) cannot show in the cross or unseen numbers until the model learns them (more iterations, "
+        "pretrained weights).",
+        "",
+    ]
+    return head + lines + [""]
+
+
+def cross_matrix(metrics: Metrics, model: str, datasets: Sequence[str], key: str = "miou") -> np.ndarray:
+    """[i, j] = mIoU of D_i's val images in D_j's label space; the diagonal is the seen score."""
+    grid = np.full((len(datasets), len(datasets)), np.nan)
+    for a, i in enumerate(datasets):
+        for b, j in enumerate(datasets):
+            v = metrics.score(model, "seen", i, key) if i == j else None
+            for cross in metrics.cross(model):
+                if (cross.images, cross.space) == (i, j):
+                    v = metrics.score(model, "cross", cross.name, key)
+            grid[a, b] = np.nan if v is None else v
+    return grid
+
+
+def results_markdown(
+    metrics: Metrics,
+    losses: dict[str, str],
+    datasets: Sequence[str],
+    relations: dict | None,  # the block of relations.json (scores.read_relation_metrics)
+    figures: Sequence[str],
+    protocol: str = "both",
+    headline: str | None = None,
+) -> str:
+    """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds"."""
+    lines = [
+        "# Results",
+        "",
+        f"Training datasets: {', '.join(datasets)}. Models: "
+        + ", ".join(model_title(m, losses.get(m, m)) for m in metrics.models)
+        + ". mIoU in percent over the classes of each test label space that the model's union has and that "
+        "occur in the ground truth or the prediction.",
+        "",
+    ]
+    for group, title in (
+        ("unseen", "Unseen datasets"),
+        ("seen", "Seen datasets (val splits)"),
+        ("cross", "Cross label space (images of i scored in the label space of j)"),
+    ):
+        for key, title_p in (
+            ("miou", "restricted (the paper's protocol)"),
+            ("miou_merged", "merged (related union classes added into the target class)"),
+        ):
+            if protocol != "both" and not title_p.startswith(protocol):
+                continue
+            table = group_table(metrics, losses, group, key)
+            if table:
+                lines += [f"## {title} — {title_p}", ""] + table + [""]
+    lines += conflict_table(metrics, losses)
+    lines += unlearned_classes(metrics, losses)
+    if relations:
+        r = relations
+        pr = ""
+        if r.get("precision") is not None or r.get("recall") is not None:
+            pr = f"; against the benchmark's ground truth: precision {r.get('precision')}, recall {r.get('recall')}"
+        lines += [
+            "## Mined relations",
+            "",
+            f"τ = {r.get('tau')}, {r.get('relations')} relations{pr}. Details: [relations.md](relations.md).",
+            "",
+        ]
+    lines += [
+        "## Over seeds",
+        "",
+        "The tables above are one run (one seed). `make seeds` trains CE, Null BCE, C-R BCE and the control "
+        "for C-R BCE over several seeds as DVC experiments and writes mean, std and 95% intervals to "
+        "[headline.md](headline.md)"
+        + (", copied here." if headline else "; none has been written yet.")
+        + " What the seeds do and do not show (CE vs Null BCE split per class into label-conflict gains and "
+        "slowly learned small classes; the no-relations control for C-R BCE) is worked out in "
+        "[docs/findings.md](../docs/findings.md).",
+        "",
+    ]
+    if headline:
+        # headline.md's own title is dropped; its text follows as is.
+        body = [line for line in headline.strip().splitlines() if not line.startswith("# ")]
+        while body and not body[0].strip():
+            body.pop(0)
+        lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
+    lines += [
+        "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
+        "",
+        "| method | KITTI | WildDash | CamVid | mean |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for loss, row in PAPER_W18_ALL.items():
+        lines.append(f"| {MODEL_TITLES[loss]} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
+    lines += ["", "## Figures", ""]
+    lines += [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"

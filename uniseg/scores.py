@@ -1,0 +1,162 @@
+"""The evaluation's files: reports/metrics.json (DVC metrics), reports/eval/<model>/ and
+reports/relations.json — written and read here only.
+
+metrics.json: {model: {group: {dataset: {"miou", "miou_merged", "classes", "iou": {class: IoU}},
+"mean": .., "mean_merged": ..}}}, percent, one decimal. Groups: unseen, seen, cross; a cross entry is
+named "<i>_in_<j>" (the val images of dataset i scored in dataset j's label space). Metric keys such as
+`base.unseen.kitti.miou` are a contract (README, `dvc metrics diff`, `make seeds`).
+relations.json: {"relations": {"tau", "tau_pairs", "relations", and on synthetic data "precision",
+"recall", "mined", "true", "hits"}}.
+
+Readers get a `Metrics` object: no caller filters "mean" keys out of dataset names or splits names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uniseg.errors import DataError
+from uniseg.fsio import write_json
+
+GROUPS = ("unseen", "seen", "cross")
+MEANS = {"miou": "mean", "miou_merged": "mean_merged"}  # per-dataset key -> the group's mean key
+CROSS = "{images}_in_{space}"
+
+
+def cross_name(images: str, space: str) -> str:
+    return CROSS.format(images=images, space=space)
+
+
+def mean_of(entries: list[dict], key: str = "miou") -> float | None:
+    values = [e[key] for e in entries if e.get(key) is not None]
+    return round(float(np.mean(values)), 1) if values else None
+
+
+def model_metrics(results: dict) -> dict:
+    """One model's metrics.json entry from evaluation results {task: Scorer.result()} (task: group, name)."""
+    out: dict = {}
+    for task, r in results.items():
+        out.setdefault(task.group, {})[task.name] = {
+            "miou": r["miou"],
+            "miou_merged": r.get("miou_merged"),
+            "classes": r["classes"],
+            "iou": {c: v for c, v in r["iou"]["restricted"].items() if v is not None},
+        }
+    for group in out.values():
+        entries = list(group.values())
+        for key, mean_key in MEANS.items():
+            group[mean_key] = mean_of(entries, key)
+    return out
+
+
+def write_details(results: dict, out_dir: Path) -> None:
+    """reports/eval/<model>/: iou.json (rows of the DVC bar plot) and details.json (per task: protocols,
+    classes the union lacks, confusion matrices)."""
+    rows, details = [], {}
+    for task, r in results.items():
+        key = f"{task.group}/{task.name}"
+        for cls, iou in r["iou"]["restricted"].items():
+            if iou is not None:
+                rows.append({"task": key, "class": cls, "key": f"{key}: {cls}", "iou": iou})
+        details[key] = {
+            "images": task.images,
+            "label_space": task.space,
+            "miou": r["miou"],
+            "miou_merged": r.get("miou_merged"),
+            "classes": r["classes"],
+            "missing": r["missing"],
+            "iou": r["iou"],
+            "confusion": {"classes": list(r["iou"]["restricted"]), **r["confusion"]},
+        }
+    write_json(out_dir / "iou.json", rows)
+    write_json(out_dir / "details.json", details, indent=1)
+
+
+def write_metrics(path: Path, metrics: dict[str, dict]) -> None:
+    write_json(path, metrics)
+
+
+def _load(path: Path, stage: str) -> dict:
+    if not Path(path).is_file():
+        raise DataError(f"{path}: not found; run the {stage} stage first (dvc repro)")
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Cross:
+    name: str  # the metric key: <images>_in_<space>
+    images: str
+    space: str
+
+
+class Metrics:
+    """Read access to metrics.json: models -> groups (unseen, seen, cross) -> datasets."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    @classmethod
+    def read(cls, path: Path) -> Metrics:
+        return cls(_load(path, "evaluate"))
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.data)
+
+    def _group(self, model: str, group: str) -> dict:
+        return self.data.get(model, {}).get(group) or {}
+
+    def has(self, model: str, group: str) -> bool:
+        return bool(self._group(model, group))
+
+    def datasets(self, group: str, model: str | None = None) -> list[str]:
+        """The dataset (or cross pair) names scored in `group`, by one model or by any, in order."""
+        names: list[str] = []
+        for m in [model] if model else self.models:
+            names += [n for n in self._group(m, group) if n not in MEANS.values() and n not in names]
+        return names
+
+    def score(self, model: str, group: str, name: str, key: str = "miou") -> float | None:
+        entry = self._group(model, group).get(name)
+        return entry.get(key) if isinstance(entry, dict) else None
+
+    def mean(self, model: str, group: str, key: str = "miou") -> float | None:
+        return self._group(model, group).get(MEANS[key])
+
+    def class_iou(self, model: str, group: str, name: str) -> dict[str, float]:
+        entry = self._group(model, group).get(name)
+        return dict(entry.get("iou", {})) if isinstance(entry, dict) else {}
+
+    def cross(self, model: str) -> list[Cross]:
+        """The cross-label-space entries of `model` with their image set and label space."""
+        out = []
+        for name in self.datasets("cross", model):
+            images, sep, space = name.partition("_in_")
+            if sep:
+                out.append(Cross(name, images, space))
+        return out
+
+    def value(self, dotted: str) -> float | None:
+        """A number by its DVC metric key, e.g. "base.cross.mapillary_in_cityscapes.iou.rider"."""
+        d = self.data
+        for part in dotted.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return None
+            d = d[part]
+        return float(d) if isinstance(d, int | float) and not isinstance(d, bool) else None
+
+
+def write_relation_metrics(path: Path, metrics: dict) -> None:
+    write_json(path, {"relations": metrics})
+
+
+def read_relation_metrics(path: Path) -> dict | None:
+    """The "relations" block of relations.json, or None when the file does not exist."""
+    return _load(path, "relabel").get("relations", {}) if Path(path).is_file() else None
