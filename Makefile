@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 0 1 2 3 4
+WORLD1_SEEDS ?= 0 1 2
 # Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -14,7 +15,8 @@ help:
 	@echo "make test    install (once) and run lint + the test suite"
 	@echo "make quick   lint + the tests not marked slow (the edit loop)"
 	@echo "make bench   run the benchmarks, write reports/bench.json"
-	@echo "make seeds   run CE / Null BCE / C-R BCE and its no-relations control over SEEDS='$(SEEDS)', write reports/headline.json"
+	@echo "make seeds   CE / Null BCE / C-R BCE / control over SEEDS='$(SEEDS)' (world 0) and WORLD1_SEEDS='$(WORLD1_SEEDS)' (world 1);"
+	@echo "             resumable: runs only what is missing or stale, then writes reports/headline.{json,md}"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -50,7 +52,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out reports/bench.json
 
 seeds: $(STAMP)
-	$(BIN)/python -m uniseg.experiments seeds $(foreach s,$(SEEDS),--seed $(s)) --out reports/headline.json
+	$(BIN)/python -m uniseg.experiments seeds --world 0 $(foreach s,$(SEEDS),--seed $(s))
+	$(BIN)/python -m uniseg.experiments seeds --world 1 $(foreach s,$(WORLD1_SEEDS),--seed $(s))
+	$(BIN)/python -m uniseg.experiments headline
 	$(BIN)/dvc repro report   # results.md embeds the new headline
 
 paper: $(STAMP)

@@ -153,7 +153,8 @@ def bench_shards(tmp: Path, rounds: int, images: int = 96) -> dict:
     from PIL import Image
 
     from uniseg.datasets.layout import list_samples
-    from uniseg.shards import ShardReader, write_shards
+    from uniseg.packing import write_shards
+    from uniseg.shards import ShardReader
 
     raw = _raw_dataset(tmp / "raw", images, (1280, 720))
 
@@ -196,8 +197,8 @@ def bench_loader(tmp: Path, iterations: int = 30) -> dict:
     from uniseg.datasets.synthetic import generate_dataset
     from uniseg.losses import build_loss, dataset_masks, normalise_loss
     from uniseg.models import build_model
+    from uniseg.packing import write_shards
     from uniseg.params import load_params
-    from uniseg.shards import write_shards
     from uniseg.taxonomy import union
 
     p = load_params()

@@ -51,10 +51,11 @@ def main(
         with atomic_dir(eval_dir) as tmp:
             for path in present:
                 model, info = load_model_file(path, device)
-                results = evaluate_model(model, info, p, shards, rows, device, progress=path.stem)
+                results, examples = evaluate_model(model, info, p, shards, rows, device, progress=path.stem)
                 metrics[path.stem] = model_metrics(results)
                 (tmp / path.stem).mkdir()
-                write_details(results, tmp / path.stem)
+                summary = {"loss": info.loss, "backbone": info.backbone, "classifier": info.classifier}
+                write_details(results, tmp / path.stem, {**summary, "datasets": info.datasets}, examples)
                 means = Metrics({path.stem: metrics[path.stem]})
                 line = ", ".join(f"{g} {means.mean(path.stem, g)}" for g in GROUPS if means.has(path.stem, g))
                 typer.echo(f"evaluate {path.stem} ({info.loss}): mean mIoU {line}")

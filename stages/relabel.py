@@ -1,6 +1,7 @@
-"""Stage relabel: eq. 6 with relabel.tau -> multi-labels for class-relational BCE, the Table A-1
-analogue (reports/relations.md), the heat map of s, and — on the synthetic benchmark — precision and
-recall of the mined relations against the policies' ground truth (reports/relations.json)."""
+"""Stage relabel: eq. 6 with relabel.tau and relabel.candidates -> multi-labels for class-relational BCE,
+the Table A-1 analogue (reports/relations.md), the heat map of s, and — on the synthetic benchmark —
+precision and recall of the mined relations against the policies' ground truth, for both candidate
+rules, on the full truth and on the part eq. 6 can express (reports/relations.json)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,10 @@ from uniseg.errors import DataError, exit_on_user_error
 from uniseg.fsio import write_text
 from uniseg.params import load_params
 from uniseg.relations import (
-    TAU_SWEEP,
+    assess_relations,
     choose_tau,
     derive_multilabels,
     read_similarity,
-    relation_triples,
-    score_relations,
-    tau_sweep,
     write_multilabels,
 )
 from uniseg.report.figures import plot_similarity
@@ -39,6 +37,7 @@ def main(
 ) -> None:
     with exit_on_user_error():
         p = load_params(params)
+        rule = p.relabel.candidates
         spaces = read_spaces(shards, p.train.datasets)
         table = read_similarity(similarity)
         unknown = sorted(set(table["dataset"]) - set(spaces))
@@ -46,29 +45,35 @@ def main(
             raise DataError(
                 f"{similarity}: mined for {', '.join(unknown)}, not in train.datasets; rerun mine"
             )
-        tau, pairs, source = choose_tau(table, spaces, p.relabel.tau)
-        multilabels = derive_multilabels(table, spaces, tau)
-        score, sweep = None, None
-        metrics = {"tau": round(tau, 4), "tau_pairs": pairs, "relations": len(multilabels)}
+        tau, pairs, source = choose_tau(table, spaces, p.relabel.tau, rule)
+        multilabels = derive_multilabels(table, spaces, tau, rule)
+        score, sweep, rules = None, None, None
+        metrics = {
+            "candidates": rule,
+            "tau": round(tau, 4),
+            "tau_pairs": pairs,
+            "relations": len(multilabels),
+        }
         if p.data.source == "synthetic":
-            from uniseg.datasets.synthetic import expected_relations
+            from uniseg.datasets.synthetic import ground_truth_relations
 
-            truth = [
-                (d, a, b) for d, a, b, kind in expected_relations(p.train.datasets) if kind == "relation"
-            ]
-            score = score_relations(relation_triples(multilabels), truth)
-            sweep = tau_sweep(table, spaces, truth, (*TAU_SWEEP, tau))
-            metrics.update({k: score[k] for k in ("precision", "recall", "mined", "true", "hits")})
+            truth = ground_truth_relations(p.train.datasets)
+            score, sweep, rules = assess_relations(
+                table, spaces, multilabels, tau, p.relabel.tau, rule, *truth
+            )
+            metrics.update({k: v for k, v in rules[rule].items() if k not in metrics})
+            metrics["other_rule"] = next({"candidates": r, **v} for r, v in rules.items() if r != rule)
         write_multilabels(multilabels, out)
-        write_text(
-            reports / "relations.md", relations_markdown(multilabels, tau, source, score, sweep, table)
-        )
+        text = relations_markdown(multilabels, tau, source, score, sweep, table, rules)
+        write_text(reports / "relations.md", text)
         plot_similarity(
             table, list(dict.fromkeys(table["other"])), reports / "figures" / "similarity.png", multilabels
         )
         write_relation_metrics(reports / "relations.json", metrics)
     scored = "" if score is None else f", precision {score['precision']}, recall {score['recall']}"
-    typer.echo(f"relabel: τ = {tau:.3f} ({p.relabel.tau}), {len(multilabels)} relations{scored} -> {out}")
+    typer.echo(
+        f"relabel: τ = {tau:.3f} ({p.relabel.tau}, {rule}), {len(multilabels)} relations{scored} -> {out}"
+    )
 
 
 if __name__ == "__main__":

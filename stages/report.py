@@ -1,5 +1,6 @@
 """Stage report: reports/results.md (tables per group and protocol, the paper's numbers for
-orientation) and reports/figures/results/ (bars, the cross-label-space matrix, example predictions)."""
+orientation) and reports/figures/results/ (bars, the cross-label-space matrix, example predictions).
+Everything comes from the evaluation's files: no model is loaded and nothing is predicted again."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ from pathlib import Path
 import typer
 
 from uniseg.errors import exit_on_user_error
-from uniseg.evaluation import example_panels
 from uniseg.fsio import atomic_dir, write_text
-from uniseg.models import load_model_file
 from uniseg.params import load_params
-from uniseg.report.figures import plot_cross, plot_group_bars, plot_panels
+from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_panels
 from uniseg.report.results import results_markdown
-from uniseg.scores import Metrics, read_relation_metrics
+from uniseg.scores import Metrics, read_details, read_examples, read_relation_metrics
 
 app = typer.Typer(add_completion=False)
 
@@ -30,16 +29,15 @@ def main(
     headline_path: Path = typer.Option(
         Path("reports/headline.md"), "--headline", help="`make seeds` output, embedded when present."
     ),
-    models_dir: Path = typer.Option(Path("models"), help="Where base.pt and crbce.pt are."),
+    eval_dir: Path = typer.Option(Path("reports/eval"), help="The evaluation's per-model folder."),
     out: Path = typer.Option(Path("reports/results.md"), help="Report to write."),
     figures: Path = typer.Option(Path("reports/figures/results"), help="Figure folder to write."),
-    device: str = typer.Option("cpu", help="cpu or cuda (for the example panels)."),
 ) -> None:
     with exit_on_user_error():
         p = load_params(params)
         metrics = Metrics.read(metrics_path)
-        models = {m: load_model_file(models_dir / f"{m}.pt", device) for m in metrics.models}
-        losses = {m: info.loss for m, (_, info) in models.items()}
+        losses = {m: read_details(eval_dir, m)["model"].get("loss", m) for m in metrics.models}
+        predictions = {m: read_examples(eval_dir, m) for m in metrics.models}
         made = []
         with atomic_dir(figures) as tmp:
             for group in ("unseen", "seen"):
@@ -47,13 +45,11 @@ def main(
                     made.append(f"{group}.png")
             if plot_cross(metrics, losses, p.train.datasets, tmp / "cross.png"):
                 made.append("cross.png")
-            for name, datasets, n in (
-                ("examples_unseen.png", p.evaluate.unseen, p.report.figure_images),
-                ("examples_seen.png", p.train.datasets, min(p.report.figure_images, 1)),
+            for name, datasets in (
+                ("examples_unseen.png", p.evaluate.unseen),
+                ("examples_seen.png", p.train.datasets),
             ):
-                if n and plot_panels(
-                    example_panels(models, datasets, shards, n, p.evaluate.height, device), tmp / name
-                ):
+                if plot_panels(example_rows(predictions, datasets, shards, losses), tmp / name):
                     made.append(name)
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]

@@ -12,8 +12,8 @@ from uniseg.datasets.synthetic import generate_dataset
 from uniseg.engine import TrainJob, train_model
 from uniseg.errors import UserError
 from uniseg.models import load_model_file
+from uniseg.packing import write_shards
 from uniseg.params import ModelParams, Params, SyntheticParams, TrainParams
-from uniseg.shards import write_shards
 from uniseg.taxonomy import union
 
 DATASETS = ["cityscapes", "mapillary"]

@@ -172,7 +172,7 @@ def test_a_kitti_shaped_image_is_scored_at_its_label_resolution(tmp_path):
     from uniseg.datasets.layout import DatasetMeta, write_meta
     from uniseg.evaluation import own_labels, score_images
     from uniseg.models import ModelInfo
-    from uniseg.shards import write_shards
+    from uniseg.packing import write_shards
 
     raw = tmp_path / "raw"
     (raw / "val").mkdir(parents=True)
@@ -234,3 +234,31 @@ def test_confusion_matrix_counts_every_chunk_of_a_large_batch(dtype):
         0, target[keep] * n + pred[keep], torch.ones(int(keep.sum()), dtype=torch.float64)
     )
     assert torch.equal(confusion_matrix(pred, target.to(dtype), n), expected)
+
+
+@pytest.mark.parametrize("loss", ["nullbce", "ce"])
+def test_scoring_a_few_classes_at_a_time_predicts_as_the_full_maps(monkeypatch, loss):
+    """Bounded memory at 1080p: ScoreMaps brings MAP_CHUNK classes at a time to label resolution; the
+    predictions equal those from the probabilities of every class at once (restricted and merged)."""
+    import uniseg.protocols as protocols
+    from uniseg.models import ModelInfo, build_model
+
+    torch.manual_seed(3)
+    union = [f"c{i}" for i in range(11)]
+    model = build_model("hrnet_w18_small", "cosine", len(union)).eval()
+    info = ModelInfo(union, "hrnet_w18_small", "cosine", 20.0, loss, offset=-2.3 if loss != "ce" else 0.0)
+    target = make_target(
+        union[:7], union, relations=[("d", "c9", "c2"), ("d", "c10", "c2"), ("d", "c8", "c5")]
+    )
+    images = torch.randn(2, 3, 40, 56)
+    with torch.inference_mode():
+        full = protocols.upsample(model_probs(model, images, info), (50, 70))
+        monkeypatch.setattr(protocols, "FULL_MAPS_LIMIT", 0)
+        monkeypatch.setattr(protocols, "MAP_CHUNK", 3)
+        maps = protocols.ScoreMaps(model, info, images, (50, 70))
+        assert maps.full is None
+        for protocol in ("restricted", "merged"):
+            assert torch.equal(maps.predict(target, protocol), predict_labels(full, target, protocol)), (
+                protocol
+            )
+        assert torch.allclose(maps.probs(torch.tensor([0, 4, 10])), full[:, [0, 4, 10]], atol=1e-6)

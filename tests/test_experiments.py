@@ -1,20 +1,32 @@
-"""The experiment driver: the seeds headline (summary statistics and the table, from per-(seed, arm)
-metrics) and the paper grid's table."""
+"""The experiment driver: the seeds headline (paired summaries from stored per-(world, seed, arm) results),
+the resumable runner (fingerprints decide what is recomputed), and the paper grid's table."""
+
+import json
+import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
-from uniseg.experiments import collect, render, summarise
-from uniseg.scores import Metrics
+from uniseg.experiments.grid import render_table
+from uniseg.experiments.headline import collect, render, summarise, write_headline
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _metrics(unseen, crbce, precision):
-    return Metrics(
-        {
-            "base": {"unseen": {"mean": unseen}, "cross": {"mean": unseen - 1}},
-            "crbce": {"unseen": {"mean": crbce}},
-            "relations": {"tau": 0.2, "relations": 10, "precision": precision, "recall": 0.5},
-        }
-    )
+def _record(world, seed, arm, unseen, rider=50.0, relations=None):
+    datasets = {"kitti": {"miou": unseen, "iou": {"rider": rider}}, "camvid": {"miou": unseen}}
+    return {
+        "world": world,
+        "seed": seed,
+        "arm": arm,
+        "seconds": 60,
+        "metrics": {
+            "unseen": {**datasets, "mean": unseen},
+            "seen": {"cityscapes": {"miou": unseen + 5}, "mean": unseen + 5},
+        },
+        "relations": relations or {},
+    }
 
 
 def test_summary_is_mean_sample_std_and_a_t_interval():
@@ -24,45 +36,93 @@ def test_summary_is_mean_sample_std_and_a_t_interval():
     assert summarise([41.0]) == {"mean": 41.0, "std": 0.0, "ci95": [41.0, 41.0], "per_seed": [41.0]}
 
 
-def test_headline_collects_each_model_and_the_relations_of_each_base():
-    runs = {
-        (0, "ce"): _metrics(30.0, 35.0, 0.1),
-        (1, "ce"): _metrics(32.0, 36.0, 0.3),
-        (0, "nullbce"): _metrics(33.0, 37.0, 0.4),
-        (1, "nullbce"): _metrics(35.0, 39.0, 0.6),
+def test_paired_differences_are_taken_per_seed_in_seed_order():
+    records = [
+        _record(0, 1, "ce", 40.0, rider=30.0),
+        _record(0, 0, "ce", 45.0, rider=35.0),
+        _record(0, 0, "nullbce", 47.0, rider=45.0),
+        _record(0, 1, "nullbce", 41.0, rider=40.0),
+        _record(0, 0, "crbce", 48.0),
+        _record(0, 0, "control", 48.5),
+    ]
+    h = collect(records)
+    assert h["arms"]["ce"]["per_seed"] == [45.0, 40.0], "per-arm values in seed order"
+    assert h["paired"]["nullbce_minus_ce"]["per_seed"] == [2.0, 1.0]
+    assert h["paired"]["nullbce_minus_ce"]["mean"] == 1.5
+    assert h["paired"]["crbce_minus_control"] == {**summarise([-0.5]), "seeds": [0]}
+    assert h["classes"]["nullbce_minus_ce"]["unseen.kitti.rider"]["per_seed"] == [10.0, 10.0]
+    assert h["arms"]["crbce"]["seeds"] == [0], "an arm run for some seeds only says which"
+    text = render(h)
+    assert "| nullbce_minus_ce | 1.50 ± 0.71 |" in text and "+2.0, +1.0" in text
+
+
+def test_a_second_world_is_kept_apart_and_the_default_world_is_the_top_level():
+    records = [
+        _record(w, s, a, 40.0 + w + (a == "nullbce"))
+        for w in (0, 1)
+        for s in (0, 1)
+        for a in ("ce", "nullbce")
+    ]
+    h = collect(records)
+    assert set(h["worlds"]) == {"0", "1"} and h["default_world"] == 0
+    assert h["arms"]["ce"]["mean"] == 40.0 and h["worlds"]["1"]["arms"]["ce"]["mean"] == 41.0
+    assert h["worlds"]["1"]["paired"]["nullbce_minus_ce"]["mean"] == 1.0
+    assert "## World 1" in render(h)
+
+
+def test_relations_are_summarised_per_candidate_rule():
+    rel = {
+        "candidates": "others",
+        "precision": 0.5,
+        "recall": 0.25,
+        "other_rule": {"candidates": "outside", "precision": 1.0},
     }
-    headline = collect(runs, [0, 1])
-    assert "nullbce+ft" not in headline, "the control arm was not run: its row is left out"
-    assert headline["ce"]["per_seed"] == [30.0, 32.0]
-    assert headline["crbce"]["per_seed"] == [37.0, 39.0], "C-R BCE is retrained from the Null BCE base"
-    assert headline["relations"]["nullbce"]["precision"]["mean"] == 0.5
-    assert headline["cross"]["nullbce"]["mean"]["per_seed"] == [32.0, 34.0]
-    headline["commit"] = "abc1234"
-    text = render(headline)
-    assert (
-        "| nullbce | Null BCE base model | 34.0 |" in text
-        and "| nullbce | precision | 0.5 |" in text
-        and "abc1234" in text
-    )
+    records = [_record(0, s, "crbce", 40.0, relations=rel) for s in (0, 1)]
+    h = collect(records)
+    assert h["relations"]["others"]["precision"]["mean"] == 0.5
+    assert h["relations"]["outside"]["precision"]["mean"] == 1.0
 
 
-def test_the_control_arm_is_the_retrain_without_relations():
-    runs = {(0, "ce"): _metrics(30.0, 35.0, 0.1), (0, "nullbce"): _metrics(33.0, 37.0, 0.4)}
-    runs[(0, "nullbce-tau1")] = _metrics(33.0, 36.0, None)
-    headline = collect(runs, [0])
-    assert headline["nullbce+ft"]["per_seed"] == [36.0]
-    assert headline["crbce"]["per_seed"] == [37.0]
-    assert "nullbce-tau1" not in headline["relations"], "its relations are empty by construction"
-    assert (
-        "| nullbce+ft | Null BCE base + retrain.iters of Null BCE (τ = 1: no relations) | 36.0 |"
-        in render(headline)
-    )
+def test_the_headline_is_built_only_from_the_results_kept(tmp_path):
+    folder = tmp_path / "seeds" / "world0"
+    folder.mkdir(parents=True)
+    for s in (0, 1):
+        for arm, v in (("ce", 40.0), ("nullbce", 42.0)):
+            (folder / f"seed{s}-{arm}.json").write_text(json.dumps(_record(0, s, arm, v + s)))
+    h = write_headline(tmp_path / "seeds", tmp_path / "headline.json", keep=lambda r: r["seed"] == 0)
+    assert h["arms"]["ce"]["per_seed"] == [40.0]
+    assert (tmp_path / "headline.md").is_file()
 
 
-def test_an_arm_run_for_some_seeds_only_says_which():
-    runs = {(s, "nullbce"): _metrics(33.0 + s, 37.0 + s, 0.4) for s in (0, 1)}
-    runs[(0, "nullbce-tau1")] = _metrics(33.0, 36.0, None)
-    headline = collect(runs, [0, 1])
-    assert headline["nullbce+ft"]["per_seed"] == [36.0] and headline["nullbce+ft"]["seeds"] == [0]
-    assert "seeds" not in headline["crbce"]
-    assert "(τ = 1: no relations) (seed 0 only) | 36.0 |" in render(headline)
+def test_the_paper_table_reads_metrics_through_one_reader():
+    rev = {"name": "CIBM-nullbce", "data": {"metrics": {"reports/metrics.json": {"data": {
+        "base": {"unseen": {"kitti": {"miou": 50.0}, "mean": 50.0, "mean_merged": 51.0}}}}}}}  # fmt: skip
+    text = render_table([{"experiments": [{"revs": [rev]}]}])
+    assert "| CIBM-nullbce | base | 50.0 | 50.0 |" in text and "mean_merged |" not in text
+
+
+@pytest.mark.slow
+def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tmp_path, monkeypatch):
+    """Every arm of one seed on the tiny profile; a second call keeps them; a changed evaluation param
+    re-scores only; a changed training param retrains."""
+    from uniseg.experiments.seeds import Runner
+
+    for name in ("uniseg", "stages", "dvc.yaml", "models/pretrained.pt"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    runner = Runner(Path("params.yaml"), Path(".seeds"), Path("results"), echo=lambda line: None)
+    for arm in ("ce", "nullbce", "crbce", "control"):
+        assert runner.run(0, 0, arm) == "ran", arm
+    stored = json.loads(runner.result_path(0, 0, "crbce").read_text())
+    assert "kitti" in stored["metrics"]["unseen"] and "precision" in stored["relations"]
+    assert json.loads(runner.result_path(0, 0, "control").read_text())["relations"]["relations"] == 0
+    assert runner.run(0, 0, "nullbce") == "kept"
+    params["evaluate"]["height"] = 32
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert runner.status(0, 0, "ce") == "evaluate" and runner.run(0, 0, "ce") == "re-evaluated"
+    params["train"]["lr"] = 0.02
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert runner.status(0, 0, "ce") == "run"

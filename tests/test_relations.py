@@ -180,3 +180,21 @@ def test_the_report_says_which_score_decided_each_missed_or_false_relation():
     assert "M: bicyclist → rider (s = 0.650 ≤ τ)" in relations_markdown(
         derive_multilabels(table, SPACES, 0.7), 0.7, "x", score, table=table
     )
+
+
+def test_mining_a_few_classes_at_a_time_equals_the_whole_union(monkeypatch):
+    """Bounded memory: the cosines reach label resolution MINE_CHUNK classes at a time; the table is the
+    same as mining every class at once (the brute force), also when images are resized for the model."""
+    import uniseg.relations as relations
+
+    monkeypatch.setattr(relations, "MINE_CHUNK", 3)
+    torch.manual_seed(2)
+    k = 7
+    model = build_model("hrnet_w18_small", "cosine", k).eval()
+    images = torch.randn(2, 3, 32, 48)
+    labels = torch.randint(0, k, (2, 32, 48))
+    labels[1, 5:9] = IGNORE
+    acc = mine_similarities(model, [(images, labels)], k)
+    sums, counts = _brute_force(model, images, labels, k)
+    assert torch.allclose(torch.from_numpy(acc["sums"]), sums, atol=1e-5)
+    assert torch.equal(torch.from_numpy(acc["pixels"]), counts)

@@ -16,7 +16,8 @@ from PIL import Image
 from uniseg.datasets.layout import DatasetMeta, write_meta
 from uniseg.errors import UserError
 from uniseg.fsio import write_json
-from uniseg.shards import ShardReader, write_shards
+from uniseg.packing import write_shards
+from uniseg.shards import ShardReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,7 +191,7 @@ def test_kill_during_shard_writing_leaves_nothing_that_is_accepted(tmp_path):
     raw = tmp_path / "raw"
     _dataset(raw, n=400)
     code = (
-        "import sys, time; import uniseg.shards as s\n"
+        "import sys, time; import uniseg.packing as s\n"
         "real = s._process\n"
         "def slow(job):\n    time.sleep(0.01); return real(job)\n"
         "s._process = slow\n"

@@ -11,7 +11,8 @@ from uniseg import IGNORE
 from uniseg.data import EpochSampler, EvalSet, TrainSet
 from uniseg.datasets.layout import DatasetMeta, write_meta
 from uniseg.errors import DataError
-from uniseg.shards import ShardReader, write_shards
+from uniseg.packing import write_shards
+from uniseg.shards import ShardReader
 
 CLASSES = ["road", "car", "sky"]
 

@@ -17,7 +17,7 @@ from uniseg import IGNORE, taxonomy
 from uniseg.data import EvalSet, iter_batches, make_eval_loader
 from uniseg.datasets.layout import read_meta
 from uniseg.errors import DataError, UserError
-from uniseg.protocols import Scorer, Target, make_target, model_probs, predict_labels, upsample
+from uniseg.protocols import ScoreMaps, Scorer, Target, make_target
 
 GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
 
@@ -101,14 +101,23 @@ def score_images(
     targets: dict[str, tuple[Target, GroundTruth]],
     device="cpu",
     window: int = 0,
-) -> dict[str, Scorer]:
-    """Predict every batch once and score it in each target label space."""
+    examples: tuple[object, int] | None = None,
+) -> dict[str, Scorer] | tuple[dict[str, Scorer], list]:
+    """Predict every batch once and score it in each target label space, at the labels' resolution.
+    examples = (target key, n): also return the restricted predictions of the first n images in that
+    target's label space, as [(key, uint8 [H, W] label-space indices)] (the report's example panels)."""
     scorers = {k: Scorer(t) for k, (t, _) in targets.items()}
-    for images, labels, worlds, _ in batches:
-        probs = upsample(model_probs(model, images.to(device), info, window), tuple(labels.shape[-2:]))
+    kept: list = []
+    for images, labels, worlds, keys in batches:
+        maps = ScoreMaps(model, info, images.to(device), tuple(labels.shape[-2:]), window)
         for k, (_, gt) in targets.items():
-            scorers[k].update(probs, gt(labels, worlds).to(device))
-    return scorers
+            scorers[k].update(maps, gt(labels, worlds).to(device))
+        if examples is not None and len(kept) < examples[1]:
+            target = targets[examples[0]][0]
+            pred = maps.predict(target)[: examples[1] - len(kept)].cpu()
+            evaluated = torch.tensor(target.resolution.evaluated, dtype=torch.uint8)
+            kept += [(key, evaluated[p].numpy()) for key, p in zip(keys, pred, strict=False)]
+    return scorers if examples is None else (scorers, kept)
 
 
 def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
@@ -121,10 +130,14 @@ def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
     return renamed_labels(metas[task.images].classes, metas[task.space].classes)
 
 
-def evaluate_model(model, info, p, shards: Path, multilabels=None, device="cpu", progress: str = "") -> dict:
+def evaluate_model(
+    model, info, p, shards: Path, multilabels=None, device="cpu", progress: str = ""
+) -> tuple[dict, dict]:
     """Score `model` (with its ModelInfo) on every task of params `p` (data.source, evaluate.*).
     multilabels: the relabel table (real data: the merged protocol's relations). progress: the label of
-    a progress bar per image set ("" for none). Returns {Task: Scorer.result()}."""
+    a progress bar per image set ("" for none). Returns ({Task: Scorer.result()}, examples): examples =
+    {dataset: [(key, prediction)]}, the restricted predictions of the first report.figure_images val
+    images of each unseen dataset (one of each seen one), for the report's panels."""
     from tqdm import tqdm
 
     left_out = []
@@ -137,7 +150,7 @@ def evaluate_model(model, info, p, shards: Path, multilabels=None, device="cpu",
     tasks = plan_tasks(info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out)
     metas = {d: read_meta(shards / d) for d in {t.images for t in tasks} | {t.space for t in tasks}}
     relations = merge_relations(p.data.source, info.datasets, multilabels)
-    results = {}
+    results, examples = {}, {}
     for images in dict.fromkeys(t.images for t in tasks):
         targets = {}
         for task in (t for t in tasks if t.images == images):
@@ -155,30 +168,18 @@ def evaluate_model(model, info, p, shards: Path, multilabels=None, device="cpu",
                 yield batch
                 bar.update(len(batch[0]))
 
+        own = next((t for t in targets if t.space == images), None)
+        n = (
+            0
+            if own is None
+            else p.report.figure_images
+            if own.group == "unseen"
+            else min(p.report.figure_images, 1)
+        )
         with torch.inference_mode():
-            scorers = score_images(model, info, batches(), targets, device, p.evaluate.window)
+            scorers, kept = score_images(model, info, batches(), targets, device, p.evaluate.window, (own, n))
+        if kept:
+            examples[images] = kept
         bar.close()
         results.update({task: scorer.result() for task, scorer in scorers.items()})
-    return results
-
-
-def example_panels(models: dict, datasets: Sequence[str], shards: Path, n: int, height: int, device="cpu"):
-    """Rows of the report's example figure: the first `n` val images of each dataset, their ground truth
-    and each model's restricted prediction in the dataset's label space. models: {name: (model, info)}.
-    Row: {"title", "image" uint8 [H, W, 3], "panels": [(name, label uint8 [H, W], classes)]}."""
-    rows = []
-    for name in datasets:
-        data = EvalSet(shards / name, "val", height, limit=n)
-        for i in range(len(data)):
-            image, label, _, key = data[i]
-            panels = [("ground truth", label.numpy(), data.classes)]
-            for model_name, (model, info) in models.items():
-                target = make_target(data.classes, info.classes, data.reader.meta.fallbacks)
-                with torch.inference_mode():
-                    probs = upsample(model_probs(model, image[None].to(device), info), tuple(label.shape))
-                    pred = predict_labels(probs, target, "restricted")[0].cpu()
-                as_space = torch.tensor(target.resolution.evaluated, dtype=torch.uint8)[pred]
-                panels.append((f"{model_name} ({info.loss})", as_space.numpy(), data.classes))
-            raw = data.reader.read(data.rows[i]).image
-            rows.append({"title": f"{name}: {key}", "image": raw, "panels": panels})
-    return rows
+    return results, examples

@@ -24,6 +24,7 @@ from uniseg.names import BACKBONES, CLASSIFIERS
 
 MODEL_FORMAT = "uniseg-model"
 MODEL_VERSION = 1
+BACKBONE_FORMAT = "uniseg-backbone"  # a pretrained encoder alone (the pretrain stage's output)
 # ImageNet statistics used by timm's HRNet weights; images are normalised with them everywhere.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -139,7 +140,25 @@ class SegModel(nn.Module):
         return self._to_input_size(self.classifier(self.features(x)), x.shape[-2:])
 
 
-def _create_encoder(backbone: str, pretrained: str) -> nn.Module:
+def save_backbone_file(path: str | Path, encoder: nn.Module, backbone: str, summary: dict) -> None:
+    """A backbone file: the timm encoder's weights, its name and how it was pretrained (`summary`)."""
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    payload = {"format": BACKBONE_FORMAT, "version": 1, "backbone": backbone, "summary": summary}
+    save_torch({**payload, "state_dict": state}, path)
+
+
+def read_backbone_file(path: str | Path) -> dict | None:
+    """The payload of a backbone file, or None when `path` is some other checkpoint (e.g. timm's)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file we can read safely: leave it to timm
+        return None
+    return payload if isinstance(payload, dict) and payload.get("format") == BACKBONE_FORMAT else None
+
+
+def create_encoder(backbone: str, pretrained: str) -> nn.Module:
+    """timm's HRNet as a feature extractor (the four branches): random weights ("none"), ImageNet
+    ("timm", from timm's hub), a backbone file of the pretrain stage, or a timm checkpoint file."""
     import timm
 
     kwargs = dict(features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
@@ -161,8 +180,19 @@ def _create_encoder(backbone: str, pretrained: str) -> nn.Module:
     path = Path(pretrained)
     if not path.is_file():
         raise UserError(
-            f"model.pretrained: {pretrained!r} is not a file (use none, timm or a checkpoint path)"
+            f"model.pretrained: {pretrained!r} is not a file (use none, timm or a checkpoint path; the "
+            "default models/pretrained.pt is the pretrain stage's output: dvc repro pretrain)"
         )
+    own = read_backbone_file(path)
+    if own is not None:
+        if own["backbone"] != backbone:
+            raise UserError(
+                f"model.pretrained: {path} holds a pretrained {own['backbone']}, model.backbone is {backbone}; "
+                "set pretrain.backbone to it and rerun the pretrain stage, or use another checkpoint"
+            )
+        encoder = timm.create_model(backbone, pretrained=False, **kwargs)
+        encoder.load_state_dict(own["state_dict"])  # strict: every weight of the encoder is loaded
+        return encoder
     try:
         return timm.create_model(
             backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
@@ -182,7 +212,7 @@ def build_model(backbone: str, classifier: str, num_classes: int, t: float = 20.
         raise UserError(f"model.classifier: unknown classifier {classifier!r}; valid: {choices(CLASSIFIERS)}")
     if num_classes < 2:
         raise UserError(f"the model needs at least 2 classes, got {num_classes}")
-    encoder = _create_encoder(backbone, pretrained)
+    encoder = create_encoder(backbone, pretrained)
     return SegModel(encoder, list(encoder.feature_info.channels()), classifier, num_classes, t)
 
 

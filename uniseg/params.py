@@ -1,7 +1,6 @@
-"""params.yaml, parsed per section into frozen, strict pydantic models (strict: no "yes" for a bool, no 2.0
-for an int; unknown keys are errors). Fields declare their type, choices (`Literal`, from uniseg.names) and
-ranges (`Field`, with the phrase an error shows); validators hold the few rules across fields. The first
-error becomes one line naming the file, the key path, what is expected and the value (errors.py)."""
+"""params.yaml, parsed per section into frozen, strict pydantic models (no "yes" for a bool, no 2.0 for an int;
+unknown keys are errors). Fields declare type, choices (`Literal`, uniseg.names) and ranges (with the phrase an
+error shows); validators hold the rules across fields. Errors are one line: file, key path, what, value."""
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -18,7 +17,6 @@ Side = Annotated[int, Field(ge=32, description="an int >= 32")]
 Side8 = Annotated[int, Field(ge=32, multiple_of=8, description="an int >= 32, divisible by 8")]
 Rate = Annotated[float, Field(gt=0, le=1, description="a number in (0, 1]")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
-Optimizer = Literal["sgd", "adamw"]
 Datasets = Annotated[list[str], Field(min_length=1, description="a non-empty list of dataset names")]
 Crop = Annotated[list[Side], Field(min_length=2, max_length=2, description="[height, width], each >= 32")]
 Scale = Annotated[list[float], Field(min_length=2, max_length=2, description="[min, max]")]
@@ -41,7 +39,8 @@ class SyntheticParams(_Section):
     height: Side8 = 128
     width: Side8 = 256
     train_images: PosInt = 240  # per training dataset
-    val_images: PosInt = 40  # per dataset (seen val split and unseen test sets)
+    val_images: PosInt = 160  # per training dataset (the seen val split)
+    test_images: PosInt = 400  # per test dataset (the unseen test sets)
 
 
 class ShardParams(_Section):
@@ -54,7 +53,16 @@ class ModelParams(_Section):
     backbone: Literal[BACKBONES] = "hrnet_w18_small"
     classifier: Literal[CLASSIFIERS] = "cosine"
     t: float = Field(20.0, gt=0, description="a number > 0")  # cosine classifier scale
-    pretrained: str = "none"  # none | timm (download via timm's hub) | path to a local checkpoint
+    pretrained: str = "models/pretrained.pt"  # none | timm (ImageNet, timm's hub) | a checkpoint file
+
+
+class PretrainParams(_Section):  # the backbone on world-class presence (uniseg/pretrain.py)
+    backbone: Literal[BACKBONES] = "hrnet_w18_small"
+    seed: int = 0
+    images: PosInt = 4000  # rendered scenes, random styles
+    iters: PosInt = 2400
+    batch_size: PosInt = 32
+    lr: Rate = 0.05
 
 
 class TrainParams(_Section):
@@ -63,7 +71,7 @@ class TrainParams(_Section):
     iters: PosInt = 400
     batch_size: PosInt = 8
     lr: Rate = 0.01
-    optimizer: Optimizer = "sgd"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1, description="a number in [0, 1)")
     weight_decay: float = Field(1e-4, ge=0, description="a number >= 0")
     poly_power: float = 0.9
@@ -91,13 +99,14 @@ class MineParams(_Section):
 
 class RelabelParams(_Section):
     tau: Tau = "auto"
+    candidates: Literal["others", "outside"] = "others"  # secondaries: other datasets' classes | outside D_i
 
 
 class RetrainParams(_Section):
     init: Literal["base", "imagenet"] = "base"
     iters: PosInt = 200
     lr: Rate = 0.001
-    optimizer: Optimizer = "adamw"
+    optimizer: Literal["sgd", "adamw"] = "adamw"
 
 
 class EvaluateParams(_Section):
@@ -122,6 +131,7 @@ class Params(_Section):
     synthetic: SyntheticParams = SyntheticParams()
     shard: ShardParams = ShardParams()
     model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
     train: TrainParams = TrainParams()
     mine: MineParams = MineParams()
     relabel: RelabelParams = RelabelParams()
@@ -154,7 +164,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: not found; run from the project root (where params.yaml is)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_params(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_params(data, str(path))

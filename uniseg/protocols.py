@@ -120,6 +120,77 @@ def upsample(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
 
 
+# Score maps of every union class at label resolution are held at once only up to this many values
+# (the 128x256 benchmark's batches); a 1080p image and 70 classes (580 MB) are scored MAP_CHUNK classes
+# at a time instead, so memory does not grow with image size x union size. The values are the same.
+FULL_MAPS_LIMIT = 32 * 2**20
+MAP_CHUNK = 8
+
+
+class ScoreMaps:
+    """The class probabilities of a batch at label resolution, as upsample(model_probs(...)) gives them,
+    but computed for the classes asked for, a few at a time.
+
+    The logits stay at the feature stride; a channel is brought to the input size, turned into a
+    probability (sigmoid(logit + offset); softmax as exp(logit - logsumexp), the log-denominator summed
+    over class chunks) and upsampled to the label size when needed."""
+
+    def __init__(self, model, info, images: torch.Tensor, size: tuple[int, int], window: int = 0):
+        self.info, self.size, self.input_size = info, tuple(size), tuple(images.shape[-2:])
+        if window and max(images.shape[-2:]) > window:
+            self.model, self.logits = None, _sliding_logits(model, images, window).float()
+        elif hasattr(model, "features"):  # a SegModel: logits at the feature stride
+            self.model, self.logits = model, model.classifier(model.features(images)).float()
+        else:  # any module mapping images to logits at the input size
+            self.model, self.logits = None, model(images).float()
+        k = self.logits.shape[1]
+        self.lse = None
+        if not info.sigmoid:
+            for start in range(0, k, MAP_CHUNK):
+                part = torch.logsumexp(self._input_logits(torch.arange(start, min(k, start + MAP_CHUNK))), 1)
+                self.lse = part if self.lse is None else torch.logaddexp(self.lse, part)
+        self.full = None
+        if images.shape[0] * k * self.size[0] * self.size[1] <= FULL_MAPS_LIMIT:
+            self.full = self._probs(torch.arange(k))
+
+    def _input_logits(self, channels: torch.Tensor) -> torch.Tensor:
+        x = self.logits.index_select(1, channels.to(self.logits.device))
+        return x if self.model is None else self.model.to_input_size(x, self.input_size)
+
+    def _probs(self, channels: torch.Tensor) -> torch.Tensor:
+        x = self._input_logits(channels)
+        p = torch.sigmoid(x + self.info.offset) if self.info.sigmoid else torch.exp(x - self.lse[:, None])
+        return upsample(p, self.size)
+
+    def probs(self, channels: torch.Tensor) -> torch.Tensor:
+        """[B, len(channels), H, W] at label resolution."""
+        if self.full is not None:
+            return self.full.index_select(1, channels.to(self.full.device))
+        return self._probs(channels)
+
+    def predict(self, target: Target, protocol: str = "restricted") -> torch.Tensor:
+        """Compact target indices [B, H, W], as predict_labels on the full maps (first maximum wins)."""
+        if self.full is not None:
+            return predict_labels(self.full, target, protocol)
+        merge: dict[int, list[int]] = {}
+        for j, channel in target.merge if protocol == "merged" else ():
+            merge.setdefault(j, []).append(channel)
+        best = arg = None
+        for start in range(0, len(target.channels), MAP_CHUNK):
+            scores = self.probs(target.channels[start : start + MAP_CHUNK])
+            for j in range(start, start + scores.shape[1]):
+                for channel in merge.get(j, ()):
+                    scores[:, j - start] += self.probs(torch.tensor([channel]))[:, 0]
+            idx = scores.argmax(1)
+            top = scores.gather(1, idx[:, None])[:, 0]
+            if best is None:
+                best, arg = top, idx
+            else:  # strictly better only: an earlier class keeps a tie, as argmax does
+                better = top > best
+                best, arg = torch.where(better, top, best), torch.where(better, idx + start, arg)
+        return arg
+
+
 class Scorer:
     """Accumulates one confusion matrix per protocol for one (images, label space) evaluation."""
 
@@ -128,12 +199,16 @@ class Scorer:
         m = len(target.channels)
         self.conf = {p: torch.zeros(m, m, dtype=torch.float64) for p in protocols}
 
-    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
-        """probs [B, K, H, W] at label resolution; labels [B, H, W] label-space indices (uint8)."""
+    def update(self, scores: ScoreMaps | torch.Tensor, labels: torch.Tensor) -> None:
+        """scores: ScoreMaps, or probabilities [B, K, H, W] at label resolution; labels [B, H, W]
+        label-space indices (uint8)."""
         gt = self.target.lut.to(labels.device)[labels.long()]
         m = len(self.target.channels)
         for protocol, conf in self.conf.items():
-            pred = predict_labels(probs, self.target, protocol)
+            if isinstance(scores, ScoreMaps):
+                pred = scores.predict(self.target, protocol)
+            else:
+                pred = predict_labels(scores, self.target, protocol)
             conf += confusion_matrix(pred, gt, m).cpu()
 
     def result(self) -> dict:

@@ -4,12 +4,14 @@
   class c in D_i, of the cosine similarity between the pixel's feature and the weight of union class c'.
   Sums and pixel counts are accumulated in float64 (and all-reduced across DDP processes).
 - relabel (eq. 6): c' becomes a secondary label of (i, c) when s^{c'}_{i,c} > max(τ, s^{c}_{i,c}) and c'
-  is a class of another training dataset (c' != c). As in the paper's Table A-1 (lane marking -> road,
-  caravan -> car), c' may also be a class of D_i when another dataset has it: union classes are shared by
-  name, and another dataset's "road" covers what D_i calls lane marking. A class that only D_i has is
-  never a secondary label: D_i's own annotation says the pixel is not that class.
-  τ = "auto" is the paper's choice: for every (i, c) whose highest-scoring class is another dataset's
-  (a candidate secondary), take that highest score; τ is their mean.
+  is a candidate (c' != c). The paper is ambiguous about the candidates (`relabel.candidates`):
+  "others" — any class of another training dataset, D_i's own included when another dataset has it: the
+  relations the paper's model actually mined (Table A-1: lane marking - general -> road, caravan -> car,
+  ground animal -> person are all within Mapillary's own space) — the default; "outside" — only classes
+  outside D_i's label space (Y_u minus Y_i), as the sentence after eq. 6 reads. A class that only D_i has is
+  never a candidate: D_i's own annotation says the pixel is not that class.
+  τ = "auto" is the paper's choice: for every (i, c) whose highest-scoring class is a candidate, take
+  that highest score; τ is their mean.
 """
 
 from __future__ import annotations
@@ -29,29 +31,46 @@ from uniseg.fsio import atomic_path
 SIMILARITY_COLUMNS = ["dataset", "class", "other", "similarity", "pixels"]
 MULTILABEL_COLUMNS = ["dataset", "primary", "secondary", "similarity"]
 # Thresholds at which relabel scores the mined relations on the synthetic benchmark (with the chosen τ).
-TAU_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
+TAU_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+CANDIDATE_RULES = ("others", "outside")
 
 
-def accumulate_similarities(
-    cosine: torch.Tensor, labels: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor
-) -> None:
-    """cosine [B, K, H, W], labels [B, H, W] union indices (IGNORE skipped) -> adds into sums [K, K]
-    (row = ground-truth class, column = union class) and counts [K], both float64, in place.
+# Union classes brought to label resolution at a time: memory grows with B x MINE_CHUNK x H x W, not
+# with the union size (a 1080p image and 70 classes at once would be 580 MB of cosines).
+MINE_CHUNK = 8
 
-    Per image, one index_add over the pixel axis of the [K, H*W] cosines (no transpose, no copy of
-    the valid pixels): ignore pixels go to an extra bin that is dropped. The batch's partial sums are
-    float32 (terms of magnitude <= 1) and are accumulated in float64 across batches."""
-    k = cosine.shape[1]
+
+def _label_bins(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """labels [B, H, W] union indices -> [B, H*W] bins, IGNORE -> k (an extra bin that is dropped)."""
     flat = labels.reshape(labels.shape[0], -1).long()
     bad = (flat != IGNORE) & (flat >= k)
     if bool(bad.any()):
         raise DataError(f"label value {int(flat[bad][0])} is outside the model's {k} classes")
-    flat = torch.where(flat == IGNORE, torch.full_like(flat, k), flat)
-    partial = torch.zeros(k, k + 1, dtype=torch.float32, device=cosine.device)
+    return torch.where(flat == IGNORE, torch.full_like(flat, k), flat)
+
+
+def accumulate_similarities(
+    cosine: torch.Tensor,
+    labels: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor | None,
+    start: int = 0,
+) -> None:
+    """cosine [B, k, H, W] of union classes start..start+k, labels [B, H, W] union indices (IGNORE
+    skipped) -> adds into columns start..start+k of sums [K, K] (row = ground-truth class, column =
+    union class) and, when given, into counts [K]; float64, in place.
+
+    Per image, one index_add over the pixel axis of the [k, H*W] cosines (no transpose, no copy of
+    the valid pixels). The batch's partial sums are float32 (terms of magnitude <= 1) and are
+    accumulated in float64 across batches."""
+    k, total = cosine.shape[1], sums.shape[0]
+    flat = _label_bins(labels, total)
+    partial = torch.zeros(k, total + 1, dtype=torch.float32, device=cosine.device)
     for b in range(cosine.shape[0]):
         partial.index_add_(1, flat[b], cosine[b].reshape(k, -1).float())
-    sums += partial[:, :k].t().to(sums)
-    counts += torch.bincount(flat.reshape(-1), minlength=k + 1)[:k].to(counts)
+    sums[:, start : start + k] += partial[:, :total].t().to(sums)
+    if counts is not None:
+        counts += torch.bincount(flat.reshape(-1), minlength=total + 1)[:total].to(counts)
 
 
 @torch.no_grad()
@@ -61,17 +80,20 @@ def mine_similarities(
     """One deterministic pass: batches of (normalised images [B,3,h,w], union labels [B,H,W]).
 
     The cosines are computed at the feature resolution and bilinearly upsampled to the label size, as
-    the logits are at inference, so each labelled pixel is scored once. Returns {"sums", "pixels"}."""
+    the logits are at inference, so each labelled pixel is scored once — MINE_CHUNK union classes at a
+    time, so memory does not grow with image size x union size. Returns {"sums", "pixels"}."""
 
     sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     model.eval()
     for images, labels in batches:
         images, labels = images.to(device), labels.to(device)
-        cos = model.pixel_cosine(images).float()
-        if cos.shape[-2:] != labels.shape[-2:]:  # images resized for the model: back to the label size
-            cos = F.interpolate(cos, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        accumulate_similarities(cos, labels, sums, counts)
+        cos = model.cosine(model.features(images)).float()  # [B, K, h, w] at the feature stride
+        for start in range(0, num_classes, MINE_CHUNK):
+            part = model.to_input_size(cos[:, start : start + MINE_CHUNK], images.shape[-2:])
+            if part.shape[-2:] != labels.shape[-2:]:  # images resized for the model: back to the labels
+                part = F.interpolate(part, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+            accumulate_similarities(part, labels, sums, counts if start == 0 else None, start)
         if progress is not None:
             progress(len(images))
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -135,18 +157,23 @@ def own_scores(table: pd.DataFrame) -> pd.Series:
     return table[table["class"] == table["other"]].set_index(["dataset", "class"])["similarity"]
 
 
-def candidates(spaces: dict[str, Sequence[str]]) -> dict[str, set[str]]:
+def candidates(spaces: dict[str, Sequence[str]], rule: str = "others") -> dict[str, set[str]]:
     """dataset i -> the union classes that may be secondary labels of its classes: those of the other
-    training datasets."""
-    return {i: {c for j, space in spaces.items() if j != i for c in space} for i in spaces}
+    training datasets ("others"), or only those of them outside D_i's label space ("outside")."""
+    out = {i: {c for j, space in spaces.items() if j != i for c in space} for i in spaces}
+    if rule == "outside":
+        out = {i: allowed - set(spaces[i]) for i, allowed in out.items()}
+    return out
 
 
-def auto_tau(table: pd.DataFrame, spaces: dict[str, Sequence[str]]) -> tuple[float, int]:
-    """The paper's τ: mean of the top score of every (i, c) whose top-scoring class is another
-    dataset's class c' != c. Returns (τ, number of such (i, c)); with none, τ is the mean own-class
-    score (nothing is related)."""
+def auto_tau(
+    table: pd.DataFrame, spaces: dict[str, Sequence[str]], rule: str = "others"
+) -> tuple[float, int]:
+    """The paper's τ: mean of the top score of every (i, c) whose top-scoring class is a candidate
+    c' != c (another dataset's class). Returns (τ, number of such (i, c)); with none, τ is the mean
+    own-class score (nothing is related)."""
     tops = []
-    allowed = candidates(spaces)
+    allowed = candidates(spaces, rule)
     for (name, c), group in table.groupby(["dataset", "class"], sort=True):
         best = group.loc[group["similarity"].idxmax()]
         if best["other"] != c and best["other"] in allowed[name]:
@@ -158,22 +185,24 @@ def auto_tau(table: pd.DataFrame, spaces: dict[str, Sequence[str]]) -> tuple[flo
 
 
 def choose_tau(
-    table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float | str
+    table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float | str, rule: str = "others"
 ) -> tuple[float, int, str]:
     """relabel.tau -> (τ, number of pairs it was averaged over, where it came from): "auto" is the
     paper's automatic choice (`auto_tau`); a number is used as given (0 pairs)."""
     if tau != "auto":
         return float(tau), 0, "relabel.tau"
-    value, n = auto_tau(table, spaces)
+    value, n = auto_tau(table, spaces, rule)
     why = f"auto: mean of the top score of the {n} (dataset, class) pairs whose best match is another dataset's class"
     return value, n, why
 
 
-def derive_multilabels(table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float) -> pd.DataFrame:
+def derive_multilabels(
+    table: pd.DataFrame, spaces: dict[str, Sequence[str]], tau: float, rule: str = "others"
+) -> pd.DataFrame:
     """Eq. 6: rows (dataset, primary, secondary, similarity) with s^{secondary}_{i,primary} >
-    max(τ, s^{primary}_{i,primary}), secondary != primary a class of another training dataset."""
+    max(τ, s^{primary}_{i,primary}), secondary != primary a candidate of dataset i (`candidates`)."""
     own = own_scores(table)
-    allowed = candidates(spaces)
+    allowed = candidates(spaces, rule)
     rows = []
     for rec in table.rename(columns={"class": "cls"}).itertuples(index=False):
         if rec.other == rec.cls or rec.other not in allowed[rec.dataset]:
@@ -191,19 +220,108 @@ def relation_triples(multilabels: pd.DataFrame) -> list[tuple[str, str, str]]:
     return list(multilabels[["dataset", "primary", "secondary"]].itertuples(index=False, name=None))
 
 
-def score_relations(mined: Iterable[tuple[str, str, str]], truth: Iterable[tuple[str, str, str]]) -> dict:
-    """Precision and recall of mined (dataset, primary, secondary) triples against the ground truth."""
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def expressible_units(
+    truth: Iterable[tuple[str, str, str]],
+    equivalent: Iterable[tuple[str, str, str]],
+    spaces: dict[str, Sequence[str]],
+    rule: str = "others",
+) -> list[frozenset]:
+    """The part of the ground truth eq. 6 can produce by construction, as units of relations.
+
+    - With the "outside" rule a secondary inside D_i's own label space is no candidate: dropped.
+    - `equivalent` are the true relations whose primary covers exactly the secondary's pixels (two
+      datasets name the same thing differently, e.g. IDD's rail track and the others' terrain). On such
+      pixels s(c') > s(c) for one dataset contradicts s(c) > s(c') for the other, so eq. 6 can give at
+      most one direction: all relations between the same two names form one unit, found when any is.
+    Every other true relation is a unit of its own."""
+    allowed = candidates(spaces, rule)
+    equivalent = set(equivalent)
+    units: dict = {}
+    for d, a, b in sorted(set(truth)):
+        if b not in allowed.get(d, ()):
+            continue
+        key = frozenset((a, b)) if (d, a, b) in equivalent else (d, a, b)
+        units.setdefault(key, set()).add((d, a, b))
+    return [frozenset(u) for u in units.values()]
+
+
+def score_relations(
+    mined: Iterable[tuple[str, str, str]],
+    truth: Iterable[tuple[str, str, str]],
+    units: list[frozenset] | None = None,
+) -> dict:
+    """Precision and recall of mined (dataset, primary, secondary) triples against the ground truth; with
+    `units` (expressible_units) also against the part of it eq. 6 can produce: a mined relation counts
+    for precision when it is in a unit, a unit for recall when any of its relations was mined."""
     mined, truth = set(mined), set(truth)
     hits = mined & truth
-    return {
-        "precision": round(len(hits) / len(mined), 3) if mined else None,
-        "recall": round(len(hits) / len(truth), 3) if truth else None,
+    out = {
+        "precision": _ratio(len(hits), len(mined)),
+        "recall": _ratio(len(hits), len(truth)),
         "mined": len(mined),
         "true": len(truth),
         "hits": len(hits),
         "false_positives": sorted(mined - truth),
         "missed": sorted(truth - mined),
     }
+    if units is not None:
+        inside = set().union(*units) if units else set()
+        out["expressible"] = {
+            "precision": _ratio(len(mined & inside), len(mined)),
+            "recall": _ratio(sum(bool(u & mined) for u in units), len(units)),
+            "units": len(units),
+        }
+    return out
+
+
+def compare_rules(
+    table: pd.DataFrame,
+    spaces: dict[str, Sequence[str]],
+    tau: float | str,
+    truth: Iterable[tuple[str, str, str]],
+    equivalent: Iterable[tuple[str, str, str]],
+) -> dict[str, dict]:
+    """Eq. 6 with each candidate rule (τ chosen per rule as relabel.tau says), scored against the full
+    ground truth and against the part of it the rule can express: {rule: {tau, tau_pairs, relations,
+    precision, recall, expressible_precision, expressible_recall}}."""
+    truth, equivalent = list(truth), list(equivalent)
+    out = {}
+    for rule in CANDIDATE_RULES:
+        value, pairs, _ = choose_tau(table, spaces, tau, rule)
+        mined = relation_triples(derive_multilabels(table, spaces, value, rule))
+        score = score_relations(mined, truth, expressible_units(truth, equivalent, spaces, rule))
+        out[rule] = {
+            "tau": round(value, 4),
+            "tau_pairs": pairs,
+            "relations": len(mined),
+            **{k: score[k] for k in ("precision", "recall", "mined", "true", "hits")},
+            "expressible_precision": score["expressible"]["precision"],
+            "expressible_recall": score["expressible"]["recall"],
+            "expressible_units": score["expressible"]["units"],
+        }
+    return out
+
+
+def assess_relations(
+    table: pd.DataFrame,
+    spaces: dict[str, Sequence[str]],
+    multilabels: pd.DataFrame,
+    tau: float,
+    tau_param: float | str,
+    rule: str,
+    truth: Iterable[tuple[str, str, str]],
+    equivalent: Iterable[tuple[str, str, str]],
+) -> tuple[dict, list[dict], dict[str, dict]]:
+    """The mined relations against the ground truth (synthetic data): their score (`score_relations`),
+    the sweep of τ for `rule`, and both candidate rules compared (`compare_rules`)."""
+    truth = list(truth)
+    score = score_relations(relation_triples(multilabels), truth)
+    sweep = tau_sweep(table, spaces, truth, (*TAU_SWEEP, tau), rule)
+    return score, sweep, compare_rules(table, spaces, tau_param, truth, equivalent)
 
 
 def tau_sweep(
@@ -211,11 +329,12 @@ def tau_sweep(
     spaces: dict[str, Sequence[str]],
     truth: Iterable[tuple[str, str, str]],
     taus: Iterable[float],
+    rule: str = "others",
 ) -> list[dict]:
     """Eq. 6 at each τ, scored against the ground truth: how precision trades against recall."""
     truth = list(truth)
     rows = []
     for tau in sorted(set(taus)):
-        score = score_relations(relation_triples(derive_multilabels(table, spaces, tau)), truth)
+        score = score_relations(relation_triples(derive_multilabels(table, spaces, tau, rule)), truth)
         rows.append({"tau": tau, **{k: score[k] for k in ("mined", "hits", "precision", "recall")}})
     return rows

@@ -1,10 +1,12 @@
-"""The evaluation's files: reports/metrics.json (DVC metrics), reports/eval/<model>/ and
-reports/relations.json — written and read here only.
+"""The evaluation's files: reports/metrics.json and reports/class_iou.json (DVC metrics),
+reports/eval/<model>/ and reports/relations.json — written and read here only.
 
-metrics.json: {model: {group: {dataset: {"miou", "miou_merged", "classes", "iou": {class: IoU}},
-"mean": .., "mean_merged": ..}}}, percent, one decimal. Groups: unseen, seen, cross; a cross entry is
-named "<i>_in_<j>" (the val images of dataset i scored in dataset j's label space). Metric keys such as
-`base.unseen.kitti.miou` are a contract (README, `dvc metrics diff`, `make seeds`).
+metrics.json, the headline: {model: {group: {dataset: {"miou", "miou_merged", "classes"}, "mean": ..,
+"mean_merged": ..}}}, percent, one decimal. Groups: unseen, seen, cross; a cross entry is named
+"<i>_in_<j>" (the val images of dataset i scored in dataset j's label space). class_iou.json, beside it,
+holds the per-class IoUs under the same path: {model: {group: {dataset: {"iou": {class: IoU}}}}}. Metric
+keys such as `base.unseen.kitti.miou` and `base.unseen.kitti.iou.rider` are a contract (README,
+`dvc metrics diff`, `make seeds`).
 relations.json: {"relations": {"tau", "tau_pairs", "relations", and on synthetic data "precision",
 "recall", "mined", "true", "hits"}}.
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from uniseg.errors import DataError
 from uniseg.fsio import write_json
@@ -53,9 +56,12 @@ def model_metrics(results: dict) -> dict:
     return out
 
 
-def write_details(results: dict, out_dir: Path) -> None:
-    """reports/eval/<model>/: iou.json (rows of the DVC bar plot) and details.json (per task: protocols,
-    classes the union lacks, confusion matrices)."""
+def write_details(
+    results: dict, out_dir: Path, model: dict | None = None, examples: dict | None = None
+) -> None:
+    """reports/eval/<model>/: iou.json (rows of the DVC bar plot), details.json (per task: protocols,
+    classes the union lacks, confusion matrices; the model's loss and training datasets) and
+    examples/<dataset>/<key>.png (the restricted predictions the report shows, label-space indices)."""
     rows, details = [], {}
     for task, r in results.items():
         key = f"{task.group}/{task.name}"
@@ -73,11 +79,38 @@ def write_details(results: dict, out_dir: Path) -> None:
             "confusion": {"classes": list(r["iou"]["restricted"]), **r["confusion"]},
         }
     write_json(out_dir / "iou.json", rows)
-    write_json(out_dir / "details.json", details, indent=1)
+    write_json(out_dir / "details.json", {"model": model or {}, "tasks": details}, indent=1)
+    for dataset, kept in (examples or {}).items():
+        (out_dir / "examples" / dataset).mkdir(parents=True, exist_ok=True)
+        for key, prediction in kept:
+            Image.fromarray(prediction).save(out_dir / "examples" / dataset / f"{key}.png")
+
+
+def read_details(eval_dir: Path, model: str) -> dict:
+    """{"model": {"loss", ...}, "tasks": {...}} of reports/eval/<model>/details.json."""
+    return _load(Path(eval_dir) / model / "details.json", "evaluate")
+
+
+def read_examples(eval_dir: Path, model: str) -> dict[str, dict[str, np.ndarray]]:
+    """{dataset: {key: prediction uint8 [H, W]}} stored by the evaluation for the report."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for path in sorted((Path(eval_dir) / model / "examples").glob("*/*.png")):
+        out.setdefault(path.parent.name, {})[path.stem] = np.array(Image.open(path))
+    return out
+
+
+CLASS_FILE = "class_iou.json"
 
 
 def write_metrics(path: Path, metrics: dict[str, dict]) -> None:
-    write_json(path, metrics)
+    """metrics.json without the per-class IoUs (a headline that fits a terminal), class_iou.json beside
+    it with them."""
+    head = {m: {g: {n: ({k: v for k, v in e.items() if k != "iou"} if isinstance(e, dict) else e)
+                    for n, e in group.items()} for g, group in groups.items()} for m, groups in metrics.items()}  # fmt: skip
+    per_class = {m: {g: {n: {"iou": e["iou"]} for n, e in group.items() if isinstance(e, dict) and "iou" in e}
+                     for g, group in groups.items()} for m, groups in metrics.items()}  # fmt: skip
+    write_json(path, head)
+    write_json(Path(path).with_name(CLASS_FILE), per_class)
 
 
 def _load(path: Path, stage: str) -> dict:
@@ -104,7 +137,15 @@ class Metrics:
 
     @classmethod
     def read(cls, path: Path) -> Metrics:
-        return cls(_load(path, "evaluate"))
+        """metrics.json, with the per-class IoUs of class_iou.json beside it merged in."""
+        data = _load(path, "evaluate")
+        per_class = Path(path).with_name(CLASS_FILE)
+        if per_class.is_file():
+            for m, groups in _load(per_class, "evaluate").items():
+                for g, group in groups.items():
+                    for n, entry in group.items():
+                        data.setdefault(m, {}).setdefault(g, {}).setdefault(n, {}).update(entry)
+        return cls(data)
 
     @property
     def models(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Resized, validated datasets packed into shards that training reads fast.
+"""The shard format: datasets packed (packing.py) into files that training reads fast — written
+(`ShardWriter`) and read (`ShardReader`) here only.
 
 Layout of `data/shards/<dataset>/`:
 
@@ -20,25 +21,23 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
-from multiprocessing import get_context
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from uniseg import IGNORE
-from uniseg.datasets.layout import DatasetMeta, SampleFiles, list_samples, read_meta, write_meta
+from uniseg.datasets.layout import DatasetMeta, read_meta, write_meta
 from uniseg.errors import DataError
-from uniseg.fsio import atomic_dir
 
 SCHEMA = pa.schema(
     [("key", pa.string()), ("image", pa.binary()), ("label", pa.binary()), ("world", pa.binary())]
 )
 MANIFEST = "manifest.parquet"
+MANIFEST_COLUMNS = ("split", "key", "shard", "row", "height", "width", "pixels")  # after "dataset"
 
 
 @dataclass(frozen=True)
@@ -50,151 +49,46 @@ class Sample:
     world: np.ndarray | None  # uint8 [H, W] world ids (synthetic data only)
 
 
-def _open_checked(path: Path, mode: str) -> Image.Image:
-    try:
-        img = Image.open(path)
-        img.load()
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot be decoded ({exc})") from None
-    if mode == "L" and img.mode not in ("L", "P"):
-        raise DataError(f"{path}: label must be a single-channel PNG (mode L), got mode {img.mode}")
-    return img.convert(mode)
+class ShardWriter:
+    """Writes one dataset's shards into a folder: `add` a sample record per call (split by split), then
+    `close` writes the manifest, dataset.json and skipped.json. Records: {"key", "image" (encoded bytes),
+    "label" (PNG bytes), "world" (PNG bytes or None), "height", "width", "pixels" (list)}."""
 
+    def __init__(self, folder: Path, images_per_shard: int):
+        self.folder, self.images_per_shard = Path(folder), images_per_shard
+        self.rows: list[dict] = []
+        self.shards = 0
+        self._writer, self._split, self._name, self._row = None, None, None, 0
 
-def _resize_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    scale = short_side / min(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _encode(img: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        img.save(buf, format="JPEG", quality=95)
-    else:
-        img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None]:
-    """Decode, validate, resize and re-encode one sample. Returns (record, None) or (None, error)."""
-    files, short_side, num_classes = job
-    try:
-        image = _open_checked(files.image, "RGB")
-        label = _open_checked(files.label, "L")
-        world = _open_checked(files.world, "L") if files.world is not None else None
-        if label.size != image.size:
-            raise DataError(f"{files.label}: label size {label.size} differs from image size {image.size}")
-        values = np.asarray(label)
-        bad = values[(values != IGNORE) & (values >= num_classes)]
-        if bad.size:
-            raise DataError(
-                f"{files.label}: label value {int(bad[0])} is not a class index (< {num_classes}) or 255"
+    def add(self, split: str, record: dict) -> None:
+        if self._writer is None or self._row == self.images_per_shard or split != self._split:
+            self._close_shard()
+            self._name = f"{split}-{self.shards:05d}.arrow"
+            self.shards += 1
+            self._writer, self._split, self._row = (
+                pa.ipc.new_file(str(self.folder / self._name), SCHEMA),
+                split,
+                0,
             )
-        size = _resize_size(*image.size, short_side)
-        if size == image.size:
-            image_bytes = files.image.read_bytes()  # already at the target size: keep the exact bytes
-            label_bytes = files.label.read_bytes()
-            world_bytes = files.world.read_bytes() if world is not None else None
-        else:
-            fmt = "JPEG" if files.image.suffix == ".jpg" else "PNG"
-            # Image: antialiased bilinear (PIL filters the source when shrinking); labels: nearest.
-            image_bytes = _encode(image.resize(size, Image.Resampling.BILINEAR), fmt)
-            label = label.resize(size, Image.Resampling.NEAREST)
-            values = np.asarray(label)
-            label_bytes = _encode(label, "PNG")
-            world_bytes = (
-                _encode(world.resize(size, Image.Resampling.NEAREST), "PNG") if world is not None else None
-            )
-        pixels = np.bincount(np.minimum(values.ravel(), num_classes), minlength=num_classes + 1)
-        record = {
-            "key": files.key,
-            "image": image_bytes,
-            "label": label_bytes,
-            "world": world_bytes,
-            "height": size[1],
-            "width": size[0],
-            "pixels": pixels.tolist(),
-        }
-        return record, None
-    except DataError as exc:
-        return None, str(exc)
-
-
-def write_shards(
-    raw_dir: str | Path,
-    out_dir: str | Path,
-    short_side: int,
-    images_per_shard: int = 256,
-    workers: int = 1,
-    skip_corrupt: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Resize every split of the canonical dataset at `raw_dir` (shorter side = `short_side`) into
-    shards under `out_dir`, atomically. Returns {"images": n, "shards": n, "skipped": [...]}."""
-    from tqdm import tqdm
-
-    meta = read_meta(raw_dir)
-    splits = {s: list_samples(raw_dir, s) for s in ("train", "val", "test")}
-    splits = {s: v for s, v in splits.items() if v}
-    if not splits:
-        raise DataError(f"{raw_dir}: no samples in any split (train, val, test)")
-    num_classes = len(meta.classes)
-    rows, skipped, shard_count = [], [], 0
-    with atomic_dir(out_dir) as tmp:
-        ctx = get_context("fork") if workers > 1 else None
-        pool = ctx.Pool(workers) if ctx else None
-        try:
-            for split, samples in splits.items():
-                jobs = [(f, short_side, num_classes) for f in samples]
-                chunk = max(
-                    1, min(8, len(jobs) // (4 * workers))
-                )  # small chunks keep both workers busy to the end
-                results = pool.imap(_process, jobs, chunksize=chunk) if pool else map(_process, jobs)
-                bar = tqdm(results, total=len(jobs), desc=f"shard {meta.name}/{split}", disable=not progress)
-                writer, shard_name, row = None, None, 0
-                for record, error in bar:
-                    if error is not None:
-                        if not skip_corrupt:
-                            raise DataError(error + " (set data.skip_corrupt: true to skip such samples)")
-                        skipped.append(error)
-                        continue
-                    if writer is None or row == images_per_shard:
-                        if writer is not None:
-                            writer.close()
-                        shard_name = f"{split}-{shard_count:05d}.arrow"
-                        shard_count += 1
-                        writer, row = pa.ipc.new_file(str(tmp / shard_name), SCHEMA), 0
-                    batch = {k: [record[k]] for k in SCHEMA.names}
-                    writer.write_batch(pa.record_batch(batch, schema=SCHEMA))
-                    rows.append(
-                        {
-                            "dataset": meta.name,
-                            "split": split,
-                            "key": record["key"],
-                            "shard": shard_name,
-                            "row": row,
-                            "height": record["height"],
-                            "width": record["width"],
-                            "pixels": record["pixels"],
-                        }
-                    )
-                    row += 1
-                if writer is not None:
-                    writer.close()
-        finally:
-            if pool:
-                pool.close()
-                pool.join()
-        if not rows:
-            raise DataError(f"{raw_dir}: every sample was skipped as corrupt; nothing to shard")
-        counts = pd.Series([r["split"] for r in rows]).value_counts().to_dict()
-        write_meta(
-            tmp, DatasetMeta(meta.name, meta.source, meta.classes, counts, meta.fallbacks, meta.world_classes)
+        self._writer.write_batch(pa.record_batch({k: [record[k]] for k in SCHEMA.names}, schema=SCHEMA))
+        keep = ("key", "height", "width", "pixels")
+        self.rows.append(
+            {"split": split, "shard": self._name, "row": self._row, **{k: record[k] for k in keep}}
         )
-        table = pa.Table.from_pylist(rows)
-        pq.write_table(table, tmp / MANIFEST)
-        (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1), encoding="utf-8")
-    return {"images": len(rows), "shards": shard_count, "skipped": skipped}
+        self._row += 1
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self, meta: DatasetMeta, skipped: list[str]) -> None:
+        self._close_shard()
+        counts = pd.Series([r["split"] for r in self.rows]).value_counts().to_dict()
+        write_meta(self.folder, replace(meta, splits=counts))
+        rows = [{"dataset": meta.name, **{k: r[k] for k in MANIFEST_COLUMNS}} for r in self.rows]
+        pq.write_table(pa.Table.from_pylist(rows), self.folder / MANIFEST)
+        (self.folder / "skipped.json").write_text(json.dumps(skipped, indent=1), encoding="utf-8")
 
 
 def _decode(data: bytes, mode: str) -> np.ndarray:

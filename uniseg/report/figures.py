@@ -97,6 +97,32 @@ def plot_cross(metrics: Metrics, losses: dict[str, str], datasets: Sequence[str]
     return True
 
 
+def example_rows(
+    predictions: dict[str, dict], datasets: Sequence[str], shards: Path, losses: dict
+) -> list[dict]:
+    """Rows for plot_panels from the predictions the evaluation stored (scores.read_examples per model):
+    each stored image of `datasets`, its ground truth and each model's prediction (label-space indices)."""
+    from uniseg.shards import ShardReader
+
+    rows = []
+    for name in datasets:
+        keys = list(dict.fromkeys(k for m in predictions.values() for k in m.get(name, {})))
+        if not keys:
+            continue
+        reader = ShardReader(shards / name)
+        index = dict(zip(reader.manifest["key"], reader.manifest.index, strict=True))
+        for key in keys:
+            sample = reader.read(index[key])
+            panels = [("ground truth", sample.label, reader.meta.classes)]
+            for model, stored in predictions.items():
+                if key in stored.get(name, {}):
+                    panels.append(
+                        (f"{model} ({losses.get(model, model)})", stored[name][key], reader.meta.classes)
+                    )
+            rows.append({"title": f"{name}: {key}", "image": sample.image, "panels": panels})
+    return rows
+
+
 def plot_panels(rows: list[dict], path: Path) -> bool:
     """Figure-4-like panels: per row an image, its ground truth and each model's prediction, coloured in
     the test dataset's label space. rows: {"title", "image" uint8 [H,W,3], "panels": [(name, label, classes)]}."""

@@ -33,9 +33,11 @@ def relations_markdown(
     score: dict | None,
     sweep: list[dict] | None = None,
     table: pd.DataFrame | None = None,
+    rules: dict[str, dict] | None = None,
 ) -> str:
     """The Table A-1 analogue: primary -> secondary with scores and the chosen τ; with the similarity
-    table, each primary's own score, and each missed or false relation says which score decided it."""
+    table, each primary's own score, and each missed or false relation says which score decided it;
+    with `rules` (relations.compare_rules), both candidate rules side by side."""
     sims, own = None, None
     if table is not None:
         sims = {
@@ -48,7 +50,9 @@ def relations_markdown(
         "",
         f"τ = **{tau:.3f}** ({tau_source}). A union class c' is a secondary label of class c of dataset i when "
         "its mean cosine similarity with the pixels of c exceeds both τ and the similarity of c's own weight "
-        "(eq. 6 of the paper); only classes of the other training datasets can be secondary labels.",
+        "(eq. 6 of the paper); only classes of the other training datasets can be secondary labels "
+        "(relabel.candidates: `others` also admits such a class when D_i has it too, as the paper's Table A-1 "
+        "does; `outside` only classes outside D_i's label space).",
         "",
     ]
     if score is not None:
@@ -82,6 +86,26 @@ def relations_markdown(
             + (", ".join(_with_own(t, sims) for t in score["false_positives"]) or "none")
             + ".",
         ]
+    if rules:
+        lines += [
+            "",
+            "## Candidate rules",
+            "",
+            "Eq. 6 with each reading of its candidate set (τ chosen the same way). *Expressible*: scored against "
+            "the part of the ground truth the rule can produce by construction — `outside` cannot name a class "
+            "of D_i's own space, and where two datasets name the same pixels differently (IDD's rail track, the "
+            "others' terrain) eq. 6 can give at most one direction, so such a pair counts once.",
+            "",
+            "| candidates | τ | mined | precision | recall | expressible precision | expressible recall |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in rules.items():
+            cells = [r["precision"], r["recall"], r["expressible_precision"], r["expressible_recall"]]
+            lines.append(
+                f"| {name} | {r['tau']:.3f} | {r['relations']} | "
+                + " | ".join("–" if c is None else f"{c:.2f}" for c in cells)
+                + " |"
+            )
     if sweep:
         lines += [
             "",

@@ -19,7 +19,7 @@ from PIL import Image
 from uniseg import IGNORE
 from uniseg.datasets.layout import DatasetMeta, write_meta
 from uniseg.datasets.synthetic.policies import Policy, dataset_names, load_policy
-from uniseg.datasets.synthetic.world import WORLD_CLASSES, render
+from uniseg.datasets.synthetic.world import WORLD_CLASSES, render, world_colours, world_style
 from uniseg.fsio import atomic_dir
 
 __all__ = [
@@ -60,25 +60,26 @@ def _split_seed(seed: int, name: str, split: str) -> int:
 def generate_dataset(name: str, out_dir: str | Path, params) -> DatasetMeta:
     """Render dataset `name` into the canonical layout (layout.py) at `out_dir`, atomically.
 
-    Training datasets get train and val splits, test datasets a val split only. `params` is a
-    SyntheticParams (seed, height, width, train_images, val_images). Deterministic by seed."""
+    Training datasets get train and val splits, test datasets a val split only (their test set).
+    `params` is a SyntheticParams (seed = the world: scenes, style and colours; height, width,
+    train_images, val_images, test_images). Deterministic by seed."""
     from uniseg import taxonomy
 
     policy = load_policy(name)
     splits = (
         {"train": params.train_images, "val": params.val_images}
         if policy.role == "train"
-        else {"val": params.val_images}
+        else {"val": params.test_images}
     )
+    style, colours = world_style(policy.style, params.seed, name), world_colours(params.seed)
     lut = world_to_space_lut(policy)
     fallbacks = taxonomy.dataset_info(policy.like).fallbacks if policy.like else {}
     with atomic_dir(out_dir) as tmp:
         for split, n in splits.items():
             folder = tmp / split
             folder.mkdir()
-            images, worlds = render(
-                policy.style, n, _split_seed(params.seed, name, split), params.height, params.width
-            )
+            seed = _split_seed(params.seed, name, split)
+            images, worlds = render(style, n, seed, params.height, params.width, colours)
             for k in range(n):
                 key = f"{name}_{split}_{k:05d}"
                 Image.fromarray(images[k]).save(folder / f"{key}.png", optimize=False, compress_level=1)
@@ -132,7 +133,8 @@ def write_preview(
     from uniseg.datasets.preview import write_grid
 
     policy = load_policy(name)
-    rgb, worlds = render(policy.style, images, _split_seed(seed, name, "preview"), height, width)
+    style, colours = world_style(policy.style, seed, name), world_colours(seed)
+    rgb, worlds = render(style, images, _split_seed(seed, name, "preview"), height, width, colours)
     lut = world_to_space_lut(policy)
     write_grid(
         list(rgb),

@@ -103,8 +103,9 @@ def load_policy(name_or_path: str | Path) -> Policy:
             raise DataError(
                 f"{path}: labels: {world!r} -> {name!r}: not a class of this label space; valid: {choices(full)}"
             )
-    used = {n for n in labels.values() if n is not None}
-    classes = [c for c in full if c in used]
+    # The label space is the real one, whole: a class the world never draws is still one the dataset's
+    # annotators could have used, so its loss pushes that class down everywhere (Null BCE: only there).
+    classes = list(full)
     style = data.get("style") or {}
     if not isinstance(style, dict):
         raise DataError(f"{path}: key 'style' must be a mapping")

@@ -1,12 +1,21 @@
 """The procedural road-scene world: perspective road to a vanishing point, buildings and vegetation,
-lane and crosswalk markings, curbs, sidewalks, poles with lights and signs (front and back faces),
-vehicles, people, animals and riders on their bicycles and motorcycles, drawn far-to-near so nearer
-objects occlude farther ones. Every pixel gets one world class; a dataset's policy then names it.
+lane and crosswalk markings, bike lanes, catch basins, curbs, sidewalks, poles with lights and signs
+(front and back faces), vehicles, people, animals and riders on their bicycles and motorcycles, drawn
+far-to-near so nearer objects occlude farther ones. Every pixel gets one world class; a dataset's
+policy then names it.
 
+Thin structures are drawn at least about one cell of the models' stride-4 feature map wide (`CELL`):
+at the paper's 1080p a pole or a bicycle tyre spans a few feature cells, and a world that draws them
+thinner than one cell asks for what no model at that stride learns.
+
+A world is a seed: it draws the scenes and also jitters each dataset's style and the classes' base
+colours (`world_style`, `world_colours`), so a second world differs in appearance, not only in layout.
 Vectorised numpy over the pixel grid; one numpy Generator per image, so a scene depends only on its seed.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
@@ -14,7 +23,7 @@ WORLD_CLASSES = [
     "sky", "building", "vegetation", "terrain", "road", "lane marking", "crosswalk", "sidewalk", "curb",
     "pole", "traffic light", "traffic sign front", "traffic sign back", "car", "truck", "bus", "caravan",
     "trailer", "person", "ground animal", "bicyclist", "motorcyclist", "bicycle", "motorcycle",
-    "autorickshaw", "fence", "wall",
+    "autorickshaw", "fence", "wall", "bike lane", "catch basin",
 ]  # fmt: skip
 W = {name: i for i, name in enumerate(WORLD_CLASSES)}
 
@@ -28,7 +37,9 @@ BASE_COLOURS = {
     "person": (200, 40, 60), "ground animal": (130, 90, 50), "bicyclist": (200, 40, 60),
     "motorcyclist": (200, 40, 60), "bicycle": (30, 160, 160), "motorcycle": (60, 40, 90),
     "autorickshaw": (40, 160, 60), "fence": (150, 130, 100), "wall": (160, 150, 130),
+    "bike lane": (165, 85, 75), "catch basin": (45, 45, 50),
 }  # fmt: skip
+CELL = 4.0  # pixels: one cell of a stride-4 feature map, the least width of a thin structure
 
 DEFAULT_STYLE = {
     "tint": [1.0, 1.0, 1.0],  # per-channel gain
@@ -45,6 +56,8 @@ DEFAULT_STYLE = {
     "autorickshaws": [0, 1],
     "poles": [1, 3],
     "crosswalk": 0.5,  # probability of a crosswalk in the scene
+    "bike_lane": 0.4,  # probability of a bike lane along one side of the road
+    "catch_basins": [0, 2],
 }
 
 
@@ -94,7 +107,7 @@ def _background(c: Canvas, rng, horizon: float, vx: float) -> None:
     depth = np.maximum(c.y - horizon, 1e-3)  # grows towards the camera
     road_half = depth * rng.uniform(0.9, 1.3) * w / (h - horizon) * 0.5
     dx = c.x - vx
-    curb = road_half * 0.06 + 0.6
+    curb = np.maximum(road_half * 0.06, CELL)
     walk = road_half * rng.uniform(0.35, 0.6)
     c.paint(below & (np.abs(dx) < road_half + curb + walk), "sidewalk")
     c.paint(below & (np.abs(dx) < road_half + curb), "curb")
@@ -105,12 +118,12 @@ def _background(c: Canvas, rng, horizon: float, vx: float) -> None:
         edge = vx + side * (road_half + curb + walk)
         kind = rng.choice(["wall", "fence", "vegetation"])
         height = depth * rng.uniform(0.25, 0.5)
-        band = (side * (c.x - edge) >= 0) & (side * (c.x - edge) < depth * 0.25 + 1) & below
+        band = (side * (c.x - edge) >= 0) & (side * (c.x - edge) < np.maximum(depth * 0.25, CELL)) & below
         c.paint(band & ((c.y - horizon) < depth + height), kind)
     # Lane markings (dashed in depth) and an optional crosswalk (stripes across the road).
     z = 1.0 / depth  # inverse depth: equal steps are equal distances on the ground
     dash = (np.floor(z * 40 * (h / 128)) % 2) == 0
-    lane_w = road_half * 0.025 + 0.3
+    lane_w = np.maximum(road_half * 0.025, CELL / 2)  # half the marking's width
     for offset in (0.0, rng.choice([-0.5, 0.5])):
         c.paint(road & (np.abs(dx - offset * road_half) < lane_w) & dash, "lane marking")
     return road_half, walk, curb, depth
@@ -123,6 +136,25 @@ def _crosswalk(c: Canvas, rng, horizon: float, vx: float, road_half) -> None:
     stripes = (np.floor(dx / np.maximum(road_half, 1) * 8) % 2) == 0
     mask = (c.y >= y0) & (c.y < y1) & (np.abs(dx) < road_half) & stripes
     c.paint(mask, "crosswalk")
+
+
+def _bike_lane(c: Canvas, rng, horizon: float, vx: float, road_half) -> None:
+    """A coloured lane along one edge of the road, delimited from it by its colour only."""
+    side = rng.choice([-1, 1])
+    inner = road_half - np.maximum(road_half * 0.2, CELL)
+    edge = side * (c.x - vx)
+    c.paint((c.y >= horizon) & (edge >= inner) & (edge < road_half) & (road_half > CELL), "bike lane")
+
+
+def _catch_basin(c: Canvas, rng, horizon: float, vx: float, road_half, scale: float) -> None:
+    """A drain grate on the road beside the curb (a flat box in perspective)."""
+    t = rng.uniform(0.35, 1.0)
+    base = horizon + t * (c.h - horizon)
+    s = scale * t
+    half_w, height = max(0.35 * s, 0.75 * CELL), max(0.2 * s, CELL)
+    edge = float(road_half[min(int(base), c.h - 1), 0])
+    cx = vx + rng.choice([-1, 1]) * max(edge - half_w - 1, 0)
+    c.paint(c.rect(cx - half_w, base - height, cx + half_w, base), "catch basin")
 
 
 def _vehicle(c: Canvas, cls: str, cx: float, base: float, s: float, rng) -> None:
@@ -162,9 +194,10 @@ def _human(c: Canvas, cls: str, cx: float, feet: float, s: float, legs: bool = T
 def _rider(c: Canvas, kind: str, cx: float, base: float, s: float) -> None:
     """A bicycle (thin wheels) or motorcycle (thick wheels, body) with its rider sitting on top."""
     if kind == "bicycle":
+        tyre = max(0.08 * s, 0.75 * CELL)  # tyre and frame about one feature cell thick
         for wx in (cx - 0.55 * s, cx + 0.55 * s):
-            c.paint(c.ring(wx, base - 0.35 * s, 0.35 * s, 0.08 * s), kind)
-        c.paint(c.rect(cx - 0.55 * s, base - 0.75 * s, cx + 0.55 * s, base - 0.62 * s), kind)
+            c.paint(c.ring(wx, base - 0.35 * s, 0.35 * s, tyre), kind)
+        c.paint(c.rect(cx - 0.55 * s, base - 0.62 * s - tyre, cx + 0.55 * s, base - 0.62 * s), kind)
         rider = "bicyclist"
     else:
         for wx in (cx - 0.6 * s, cx + 0.6 * s):
@@ -184,9 +217,11 @@ def _animal(c: Canvas, cx: float, base: float, s: float) -> None:
 
 def _pole(c: Canvas, rng, cx: float, base: float, s: float, facing_front: bool) -> None:
     top = base - 4.5 * s
-    c.paint(c.rect(cx - 0.08 * s - 0.3, top, cx + 0.08 * s + 0.3, base), "pole")
+    half = max(0.08 * s, CELL / 2)
+    c.paint(c.rect(cx - half, top, cx + half, base), "pole")
     if rng.random() < 0.45:
-        c.paint(c.rect(cx - 0.22 * s, top - 0.2 * s, cx + 0.22 * s, top + 0.9 * s), "traffic light")
+        half = max(0.22 * s, CELL / 2)
+        c.paint(c.rect(cx - half, top - 0.2 * s, cx + half, top + 0.9 * s), "traffic light")
     else:
         face = "traffic sign front" if facing_front else "traffic sign back"
         if rng.random() < 0.5:
@@ -203,13 +238,17 @@ def render_world(rng: np.random.Generator, h: int, w: int, style: dict) -> np.nd
     road_half, walk, curb, depth = _background(c, rng, horizon, vx)
     if rng.random() < style["crosswalk"]:
         _crosswalk(c, rng, horizon, vx, road_half)
+    if rng.random() < style["bike_lane"]:
+        _bike_lane(c, rng, horizon, vx, road_half)
+    scale = (h - horizon) / 2.5  # pixels per metre at the bottom row (a road ~10 m wide there)
+    for _ in range(_count(rng, style["catch_basins"])):
+        _catch_basin(c, rng, horizon, vx, road_half, scale)
     # Objects: (depth of the base row, kind); drawn far to near (painter's algorithm).
     objects = []
     for kind, spec in (("vehicle", "vehicles"), ("person", "people"), ("rider", "riders"), ("animal", "animals"),
                        ("autorickshaw", "autorickshaws"), ("pole", "poles")):  # fmt: skip
         objects += [(rng.uniform(0.3, 1.0), kind) for _ in range(_count(rng, style[spec]))]
     objects.sort()
-    scale = (h - horizon) / 2.5  # pixels per metre at the bottom row (a road ~10 m wide there)
     for t, kind in objects:
         base = horizon + t * (h - horizon)
         s = scale * t
@@ -247,10 +286,37 @@ def _box_blur(img: np.ndarray, r: int) -> np.ndarray:
     return (cs[k : k + h, k : k + w] - cs[:h, k : k + w] - cs[k : k + h, :w] + cs[:h, :w]) / (k * k)
 
 
-def paint_image(rng: np.random.Generator, world: np.ndarray, style: dict) -> np.ndarray:
-    """Appearance of a world map under a style: uint8 RGB [h, w, 3]."""
+def world_colours(seed: int) -> np.ndarray:
+    """float32 [classes, 3] in [0, 1]: the base colour of each world class in world `seed` (BASE_COLOURS,
+    each channel scaled by up to +-12%)."""
+    rng = np.random.default_rng([seed, 0xC0])
+    base = np.array([BASE_COLOURS[n] for n in WORLD_CLASSES], dtype=np.float32) / 255.0
+    return np.clip(base * rng.uniform(0.88, 1.12, size=base.shape), 0, 1).astype(np.float32)
+
+
+def world_style(style: dict, seed: int, name: str) -> dict:
+    """A dataset's style in world `seed`: its policy's style (the centre) with the colour and light
+    parameters and the horizon jittered, so that each world draws each dataset a little differently."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    style = {**DEFAULT_STYLE, **style}
+    shift = rng.uniform(-0.03, 0.03)
+    return {
+        **style,
+        "tint": [float(t * rng.uniform(0.93, 1.07)) for t in style["tint"]],
+        "brightness": float(style["brightness"] + rng.uniform(-0.04, 0.04)),
+        "contrast": float(style["contrast"] * rng.uniform(0.92, 1.08)),
+        "noise": float(style["noise"] * rng.uniform(0.8, 1.25)),
+        "fog": float(max(0.0, style["fog"] + rng.uniform(-0.05, 0.05))),
+        "horizon": [float(h + shift) for h in style["horizon"]],
+    }
+
+
+def paint_image(
+    rng: np.random.Generator, world: np.ndarray, style: dict, colours: np.ndarray | None = None
+) -> np.ndarray:
+    """Appearance of a world map under a style: uint8 RGB [h, w, 3]. colours: world_colours(seed)."""
     h, w = world.shape
-    colours = np.array([BASE_COLOURS[n] for n in WORLD_CLASSES], dtype=np.float32) / 255.0
+    colours = world_colours(0) if colours is None else colours
     # Per-scene colour variation per class (a red car and a blue car are both cars).
     colours = np.clip(colours * rng.uniform(0.75, 1.25, size=colours.shape), 0, 1)
     img = colours[world]
@@ -266,13 +332,16 @@ def paint_image(rng: np.random.Generator, world: np.ndarray, style: dict) -> np.
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def render(style: dict, n: int, seed: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """n scenes: images uint8 [n, H, W, 3], world maps uint8 [n, H, W]. Scene k depends only on (seed, k)."""
+def render(
+    style: dict, n: int, seed: int, height: int, width: int, colours: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """n scenes: images uint8 [n, H, W, 3], world maps uint8 [n, H, W]. Scene k depends only on (seed, k)
+    (and the style and colours)."""
     style = {**DEFAULT_STYLE, **style}
     images = np.empty((n, height, width, 3), dtype=np.uint8)
     worlds = np.empty((n, height, width), dtype=np.uint8)
     for k in range(n):
         rng = np.random.default_rng([seed, k])
         worlds[k] = render_world(rng, height, width, style)
-        images[k] = paint_image(rng, worlds[k], style)
+        images[k] = paint_image(rng, worlds[k], style, colours)
     return images, worlds

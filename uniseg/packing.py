@@ -1,0 +1,137 @@
+"""Packing a dataset into shards: decode and validate each sample, resize it (shorter side =
+shard.short_side; labels nearest), re-encode it, in worker processes, and hand the records to the shard
+format (shards.py) — deterministically (byte-identical output for the same input) and atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from uniseg import IGNORE
+from uniseg.datasets.layout import SampleFiles, list_samples, read_meta
+from uniseg.errors import DataError
+from uniseg.fsio import atomic_dir
+from uniseg.shards import ShardWriter
+
+
+def _open_checked(path: Path, mode: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot be decoded ({exc})") from None
+    if mode == "L" and img.mode not in ("L", "P"):
+        raise DataError(f"{path}: label must be a single-channel PNG (mode L), got mode {img.mode}")
+    return img.convert(mode)
+
+
+def _resize_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=95)
+    else:
+        img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None]:
+    """Decode, validate, resize and re-encode one sample. Returns (record, None) or (None, error)."""
+    files, short_side, num_classes = job
+    try:
+        image = _open_checked(files.image, "RGB")
+        label = _open_checked(files.label, "L")
+        world = _open_checked(files.world, "L") if files.world is not None else None
+        if label.size != image.size:
+            raise DataError(f"{files.label}: label size {label.size} differs from image size {image.size}")
+        values = np.asarray(label)
+        bad = values[(values != IGNORE) & (values >= num_classes)]
+        if bad.size:
+            raise DataError(
+                f"{files.label}: label value {int(bad[0])} is not a class index (< {num_classes}) or 255"
+            )
+        size = _resize_size(*image.size, short_side)
+        if size == image.size:
+            image_bytes = files.image.read_bytes()  # already at the target size: keep the exact bytes
+            label_bytes = files.label.read_bytes()
+            world_bytes = files.world.read_bytes() if world is not None else None
+        else:
+            fmt = "JPEG" if files.image.suffix == ".jpg" else "PNG"
+            # Image: antialiased bilinear (PIL filters the source when shrinking); labels: nearest.
+            image_bytes = _encode(image.resize(size, Image.Resampling.BILINEAR), fmt)
+            label = label.resize(size, Image.Resampling.NEAREST)
+            values = np.asarray(label)
+            label_bytes = _encode(label, "PNG")
+            world_bytes = (
+                _encode(world.resize(size, Image.Resampling.NEAREST), "PNG") if world is not None else None
+            )
+        pixels = np.bincount(np.minimum(values.ravel(), num_classes), minlength=num_classes + 1)
+        record = {
+            "key": files.key,
+            "image": image_bytes,
+            "label": label_bytes,
+            "world": world_bytes,
+            "height": size[1],
+            "width": size[0],
+            "pixels": pixels.tolist(),
+        }
+        return record, None
+    except DataError as exc:
+        return None, str(exc)
+
+
+def write_shards(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    short_side: int,
+    images_per_shard: int = 256,
+    workers: int = 1,
+    skip_corrupt: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Resize every split of the canonical dataset at `raw_dir` (shorter side = `short_side`) into
+    shards under `out_dir`, atomically. Returns {"images": n, "shards": n, "skipped": [...]}."""
+    from tqdm import tqdm
+
+    meta = read_meta(raw_dir)
+    splits = {s: list_samples(raw_dir, s) for s in ("train", "val", "test")}
+    splits = {s: v for s, v in splits.items() if v}
+    if not splits:
+        raise DataError(f"{raw_dir}: no samples in any split (train, val, test)")
+    num_classes = len(meta.classes)
+    skipped: list[str] = []
+    with atomic_dir(out_dir) as tmp:
+        shards = ShardWriter(tmp, images_per_shard)
+        ctx = get_context("fork") if workers > 1 else None
+        pool = ctx.Pool(workers) if ctx else None
+        try:
+            for split, samples in splits.items():
+                jobs = [(f, short_side, num_classes) for f in samples]
+                # Small chunks keep every worker busy to the end.
+                chunk = max(1, min(8, len(jobs) // (4 * workers)))
+                results = pool.imap(_process, jobs, chunksize=chunk) if pool else map(_process, jobs)
+                bar = tqdm(results, total=len(jobs), desc=f"shard {meta.name}/{split}", disable=not progress)
+                for record, error in bar:
+                    if error is not None:
+                        if not skip_corrupt:
+                            raise DataError(error + " (set data.skip_corrupt: true to skip such samples)")
+                        skipped.append(error)
+                        continue
+                    shards.add(split, record)
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+        if not shards.rows:
+            raise DataError(f"{raw_dir}: every sample was skipped as corrupt; nothing to shard")
+        shards.close(meta, skipped)
+    return {"images": len(shards.rows), "shards": shards.shards, "skipped": skipped}
