@@ -93,6 +93,14 @@ def test_sections_are_frozen_lists_stay_lists_and_vars_gives_the_fields():
     assert vars(p.train) == p.train.model_dump()  # TrainJob.fingerprint uses vars()
 
 
+def test_a_training_dataset_whose_shards_the_training_stages_do_not_depend_on_is_refused():
+    with pytest.raises(
+        ParamsError, match="add data/shards/<it> to the deps of train, mine, relabel and retrain"
+    ):
+        parse_params({"train": {"datasets": ["cityscapes", "kitti"]}})
+    assert parse_params({"train": {"datasets": ["idd", "bdd"]}}).train.datasets == ["idd", "bdd"]
+
+
 def test_malformed_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("train: [unclosed\n")

@@ -132,3 +132,16 @@ def test_the_library_has_no_import_cycles():
 
     for node in graph:
         visit(node, [])
+
+
+def test_the_training_stages_depend_on_exactly_the_training_datasets_shards():
+    """DVC cannot expand train.datasets into deps: dvc.yaml lists the shards, params validates against
+    the same list (uniseg.names.TRAINING_DATASETS), so a training set is never silently missing."""
+    from uniseg.names import TRAINING_DATASETS
+
+    for name in ("train", "mine", "relabel", "retrain"):
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in DVC["stages"][name]["deps"]]
+        shards = [d.split("/")[-1] for d in deps if d.startswith("data/shards")]
+        assert shards == list(TRAINING_DATASETS), name
+    evaluate = [d if isinstance(d, str) else next(iter(d)) for d in DVC["stages"]["evaluate"]["deps"]]
+    assert "data/shards" in evaluate, "evaluation scores every dataset"

@@ -334,7 +334,7 @@ def stage_project(tmp_path_factory):
     from uniseg.taxonomy import union
 
     root = tmp_path_factory.mktemp("stages")
-    synthetic = SyntheticParams(seed=0, height=64, width=128, train_images=4, val_images=2)
+    synthetic = SyntheticParams(seed=0, height=64, width=128, train_images=4, val_images=2, test_images=2)
     for name in ("cityscapes", "mapillary", "kitti"):
         generate_dataset(name, root / "raw" / name, synthetic)
         write_shards(root / "raw" / name, root / "shards" / name, 64, progress=False)
@@ -410,3 +410,23 @@ def test_kill_9_during_mining_or_evaluation_then_rerun_finishes(stage_project, t
     else:
         assert (out / "metrics.json").read_text() == (straight / "metrics.json").read_text()
         assert sorted(p.name for p in (out / "eval").iterdir()) == ["base"]
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    """Atomic writes create private temporaries; what lands has the mode a plain write would give."""
+    import importlib
+    import os
+
+    import uniseg.fsio as fsio
+
+    old = os.umask(0o022)
+    try:
+        importlib.reload(fsio)  # the umask is read at import
+        fsio.write_text(tmp_path / "a.txt", "x")
+        with fsio.atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("y")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(old)
+        importlib.reload(fsio)

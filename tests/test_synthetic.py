@@ -24,7 +24,7 @@ from uniseg.errors import DataError
 from uniseg.params import SyntheticParams
 
 TRAIN = ["cityscapes", "bdd", "idd", "mapillary"]
-SMALL = SyntheticParams(seed=3, height=64, width=128, train_images=3, val_images=2)
+SMALL = SyntheticParams(seed=3, height=64, width=128, train_images=3, val_images=2, test_images=2)
 
 
 def _digest(folder):
@@ -84,12 +84,15 @@ def test_test_datasets_have_only_a_val_split(tmp_path):
     assert meta.splits == {"val": 2}
 
 
-def test_the_synthetic_union_has_the_real_class_names():
+def test_the_synthetic_label_spaces_are_the_real_ones_whole():
+    """Classes the world never draws stay in the label space (they decide where a loss gives gradient):
+    the synthetic union is the paper's 70 classes, and every drawn name is one of them."""
+    for d in TRAIN + ["kitti", "wilddash", "camvid"]:
+        assert label_space(d) == taxonomy.label_space(load_policy(d).like), d
     synthetic = taxonomy.union(label_space(d) for d in TRAIN)
-    real = taxonomy.union_of(TRAIN)
-    assert set(synthetic) <= set(real)
+    assert synthetic == taxonomy.union_of(TRAIN) and len(synthetic) == 70
     rendered = {n for d in TRAIN for n in load_policy(d).labels.values() if n}
-    assert set(synthetic) == rendered
+    assert rendered < set(synthetic)
 
 
 def test_the_papers_conflicts_are_expected_relations():
@@ -158,3 +161,36 @@ def test_a_label_name_outside_the_label_space_is_named(tmp_path):
     path.write_text(f"role: train\nlike: cityscapes\nlabels:\n{labels}\n")
     with pytest.raises(DataError, match="'car' -> 'hovercraft'"):
         load_policy(path)
+
+
+def test_label_conflicts_say_which_null_bce_resolves():
+    from uniseg.datasets.synthetic import label_conflicts
+
+    rows = {(r["world"], r["a"], r["b"]): r for r in label_conflicts(TRAIN)}
+    rider = rows[("bicyclist", "cityscapes", "mapillary")]
+    assert (rider["name_a"], rider["name_b"], rider["null_bce_resolves"]) == ("rider", "bicyclist", True)
+    terrain = rows[("terrain", "cityscapes", "idd")]
+    assert (terrain["name_b"], terrain["null_bce_resolves"]) == ("rail track", True)
+    assert rows[("terrain", "idd", "mapillary")]["null_bce_resolves"] is False, (
+        "rail track is a Mapillary class"
+    )
+    assert rows[("lane marking", "cityscapes", "mapillary")]["null_bce_resolves"] is False, (
+        "road is in Mapillary's space"
+    )
+
+
+def test_equivalent_relations_are_the_same_pixels_named_differently():
+    from uniseg.datasets.synthetic import ground_truth_relations
+
+    truth, equivalent = ground_truth_relations(TRAIN)
+    assert ("idd", "rail track", "terrain") in equivalent and (
+        "cityscapes",
+        "terrain",
+        "rail track",
+    ) in equivalent
+    assert ("mapillary", "bicyclist", "rider") in truth and (
+        "mapillary",
+        "bicyclist",
+        "rider",
+    ) not in equivalent
+    assert set(equivalent) <= set(truth)

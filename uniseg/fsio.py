@@ -17,6 +17,11 @@ from pathlib import Path
 
 from uniseg.errors import UserError
 
+# The process's umask: temporary files and folders are created private (0600/0700) and get the mode a
+# plain write would have given them before they are renamed into place (shared clusters need 0644/0755).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def _explain(exc: OSError, target: Path) -> UserError:
     if exc.errno == errno.ENOSPC:
@@ -39,6 +44,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -93,6 +99,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -174,6 +174,9 @@ def _crbce(dataset_masks: torch.Tensor, targets: torch.Tensor | None = None, off
     negative by Null BCE) adds -x_s. No per-pixel target rows of size K are ever built."""
     if targets is None:
         raise UserError("loss crbce needs a relational target table (run the relabel stage)")
+    # The gather tables are built once on the CPU (the tables may come on the training device) and are
+    # moved to the logits' device per call.
+    dataset_masks, targets = dataset_masks.cpu(), targets.cpu()
     num_datasets, k = dataset_masks.shape
     if tuple(targets.shape) != (num_datasets, k, k):
         raise UserError(

@@ -122,7 +122,9 @@ class SegModel(nn.Module):
         ]
         return self.head(torch.cat(up, dim=1))
 
-    def _to_input_size(self, maps: torch.Tensor, size) -> torch.Tensor:
+    def to_input_size(self, maps: torch.Tensor, size) -> torch.Tensor:
+        """Maps at the feature stride [B, k, h, w] -> bilinearly upsampled to the input size [B, k, H, W]
+        (the padding to a multiple of 32 cropped off): what forward() does to the logits."""
         h, w = size
         padded = (h + (-h % self.STRIDE), w + (-w % self.STRIDE))
         maps = F.interpolate(maps, size=padded, mode="bilinear", align_corners=False)
@@ -134,10 +136,10 @@ class SegModel(nn.Module):
 
     def pixel_cosine(self, x: torch.Tensor) -> torch.Tensor:
         """Cosines at the input resolution, aligned like the logits of forward(): [B, K, H, W]."""
-        return self._to_input_size(self.cosine(self.features(x)), x.shape[-2:])
+        return self.to_input_size(self.cosine(self.features(x)), x.shape[-2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._to_input_size(self.classifier(self.features(x)), x.shape[-2:])
+        return self.to_input_size(self.classifier(self.features(x)), x.shape[-2:])
 
 
 def save_backbone_file(path: str | Path, encoder: nn.Module, backbone: str, summary: dict) -> None:

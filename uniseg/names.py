@@ -14,6 +14,9 @@ LOSSES = ("ce", "bce", "nullbce", "crbce")  # losses.py registers exactly these
 BASE_LOSSES = ("ce", "bce", "nullbce")  # `loss` (the base model): the losses that need no mined relations
 BACKBONES = ("hrnet_w18_small", "hrnet_w18", "hrnet_w48")  # models.py
 CLASSIFIERS = ("linear", "cosine")  # models.py
+# The datasets whose shards the training stages (train, mine, relabel, retrain) depend on in dvc.yaml —
+# DVC cannot expand train.datasets into deps; tests/test_pipeline.py ties the two lists.
+TRAINING_DATASETS = ("cityscapes", "bdd", "idd", "mapillary")
 
 _HERE = Path(__file__).parent
 

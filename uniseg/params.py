@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from uniseg.errors import ParamsError, choices, rule, validation_message
-from uniseg.names import BACKBONES, BASE_LOSSES, CLASSIFIERS, known_dataset_names
+from uniseg.names import BACKBONES, BASE_LOSSES, CLASSIFIERS, TRAINING_DATASETS, known_dataset_names
 
 PosInt = Annotated[int, Field(ge=1, description="an int >= 1")]
 NonNegInt = Annotated[int, Field(ge=0, description="an int >= 0")]
@@ -145,6 +145,9 @@ class Params(_Section):
         for section, key in (("train", "datasets"), ("evaluate", "unseen"), ("evaluate", "seen")):
             for name in getattr(getattr(self, section), key):
                 rule(name in known, f"{section}.{key}", f"dataset names from {choices(known)}", name)
+        for name in self.train.datasets:  # the training stages' deps in dvc.yaml list their shards
+            why = f"one of {choices(TRAINING_DATASETS)} (to train on another, add data/shards/<it> to the deps of train, mine, relabel and retrain in dvc.yaml and to uniseg/names.py TRAINING_DATASETS)"
+            rule(name in TRAINING_DATASETS, "train.datasets", why, name)
         return self
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "world_to_space_lut",
     "generate_dataset",
     "expected_relations",
+    "ground_truth_relations",
+    "label_conflicts",
     "write_preview",
 ]
 
@@ -124,6 +126,49 @@ def expected_relations(datasets: Sequence[str]) -> list[tuple[str, str, str, str
                     elif not wc2 <= wc and out.get(key) != "relation":
                         out[key] = "ambiguous"
     return sorted((i, c, c2, kind) for (i, c, c2), kind in out.items())
+
+
+def _world_sets(datasets: Sequence[str]) -> dict[str, dict[str, set[str]]]:
+    """dataset -> class -> W(class), the world classes the dataset's policy names so."""
+    policies = {d: load_policy(d) for d in datasets}
+    return {
+        d: {c: {w for w, n in p.labels.items() if n == c} for c in p.classes} for d, p in policies.items()
+    }
+
+
+def ground_truth_relations(
+    datasets: Sequence[str],
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """(truth, equivalent): the relations mining should recover (`expected_relations` of kind "relation")
+    and those among them where the primary names exactly the secondary's world classes, W_i(c) = W_j(c')
+    — two datasets naming the same pixels differently (IDD's rail track and the others' terrain). Of
+    such a pair eq. 6 can give at most one direction (relations.expressible_units)."""
+    worlds = _world_sets(datasets)
+    truth = [(i, c, c2) for i, c, c2, kind in expected_relations(datasets) if kind == "relation"]
+    equivalent = [
+        (i, c, c2) for i, c, c2 in truth if any(worlds[j].get(c2) == worlds[i][c] for j in datasets if j != i)
+    ]
+    return truth, equivalent
+
+
+def label_conflicts(datasets: Sequence[str]) -> list[dict]:
+    """Every world class that two of `datasets` name differently (both label it): the names, and whether
+    Null BCE can resolve the conflict — each name lies outside the other dataset's label space, so that
+    dataset gives it no gradient — or cannot: a dataset has the other's name in its space and so says
+    "not that class" on those pixels."""
+    policies = {d: load_policy(d) for d in datasets}
+    out = []
+    for w in WORLD_CLASSES:
+        for a_i, a in enumerate(datasets):
+            for b in datasets[a_i + 1 :]:
+                na, nb = policies[a].labels[w], policies[b].labels[w]
+                if na is None or nb is None or na == nb:
+                    continue
+                resolvable = na not in policies[b].classes and nb not in policies[a].classes
+                out.append(
+                    {"world": w, "a": a, "name_a": na, "b": b, "name_b": nb, "null_bce_resolves": resolvable}
+                )
+    return out
 
 
 def write_preview(
