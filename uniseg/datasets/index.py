@@ -80,9 +80,8 @@ def read_index(folder: str | Path) -> dict[str, list[SourceFiles]]:
     table = pq.read_table(path)
     root = Path(os.fsdecode((table.schema.metadata or {}).get(_ROOT_KEY, b"")))
     if not root.is_absolute():
-        raise DataError(
-            f"{path}: records no dataset folder; rerun the download stage (dvc repro -f download@...)"
-        )
+        name = Path(folder).name
+        raise DataError(f"{path}: records no dataset folder; rebuild it: dvc repro -f download@{name}")
     out: dict[str, list[SourceFiles]] = {}
     for r in table.to_pylist():
         out.setdefault(r["split"], []).append(
