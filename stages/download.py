@@ -1,7 +1,8 @@
-"""Stage download@<dataset>: the dataset in the canonical layout under data/raw/<dataset>.
+"""Stage download@<dataset>: data/raw/<dataset>, what the shard stage packs.
 
-Synthetic source: render it from its policy. Real source: find the user's archive/folder under
-data.root (or download it where the dataset is public), verify it and convert its labels."""
+Synthetic source: render the dataset from its policy (canonical layout). Real source: find the user's
+folder or archive under data.root (or download it where the dataset is public), check that its files
+pair up, and write their index (dataset.json + index.parquet): the images are not copied."""
 
 from __future__ import annotations
 
@@ -23,26 +24,24 @@ def main(
     out: Path = typer.Option(None, help="Output folder (default data/raw/<dataset>)."),
     preview: Path = typer.Option(None, help="Preview PNG (default reports/figures/datasets/<dataset>.png)."),
 ) -> None:
-    from uniseg.datasets.preview import preview_layout
-
     start = time.perf_counter()
     with exit_on_user_error():
         p = load_params(params)
         out = out or Path("data/raw") / dataset
+        preview = preview or Path("reports/figures/datasets") / f"{dataset}.png"
         if p.data.source == "synthetic":
+            from uniseg.datasets.preview import preview_layout
             from uniseg.datasets.synthetic import generate_dataset
 
             meta = generate_dataset(dataset, out, p.synthetic)
             summary = f"{sum(meta.splits.values())} synthetic images ({meta.splits})"
+            preview_layout(out, preview)
         else:
-            from uniseg.datasets.download import prepare
+            from uniseg.datasets.download import prepare, preview_index
 
-            result = prepare(dataset, Path(p.data.root), out, p.data.skip_corrupt)
-            summary = f"{result['images']} images, {len(result['skipped'])} skipped"
-            for path, why in result["skipped"]:
-                typer.echo(f"  skipped {path}: {why}", err=True)
-        preview = preview or Path("reports/figures/datasets") / f"{dataset}.png"
-        preview_layout(out, preview)
+            result = prepare(dataset, Path(p.data.root), out)
+            summary = f"{result['images']} images ({result['splits']}) indexed in {result['root']}"
+            preview_index(out, preview)
     typer.echo(
         f"download {dataset}: {summary} -> {out} (preview {preview}) in {time.perf_counter() - start:.1f}s"
     )

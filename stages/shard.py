@@ -1,4 +1,6 @@
-"""Stage shard@<dataset>: resize (shorter side = shard.short_side) and pack into Arrow shards."""
+"""Stage shard@<dataset>: resize (shorter side = shard.short_side) and pack into Arrow shards: a
+synthetic dataset from its rendered folder, a real one from its index (files read in place, labels
+converted; a test set keeps its labels at their original resolution)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ app = typer.Typer(add_completion=False)
 def main(
     dataset: str = typer.Argument(..., help="Dataset name."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
-    raw: Path = typer.Option(None, help="Canonical dataset folder (default data/raw/<dataset>)."),
+    raw: Path = typer.Option(None, help="The download stage's folder (default data/raw/<dataset>)."),
     out: Path = typer.Option(None, help="Output folder (default data/shards/<dataset>)."),
 ) -> None:
     start = time.perf_counter()

@@ -1,26 +1,36 @@
-"""Real-dataset adapters on tiny fixtures in each dataset's official layout and encoding, `uniseg
-inspect`, and the downloader against a local HTTP server."""
+"""Real-dataset adapters on tiny fixtures in each dataset's official layout and encoding, the index
+the download stage writes, the shipped evaluation lists, `uniseg inspect`, and the downloader against a
+local HTTP server."""
 
 import functools
 import hashlib
 import http.server
 import io
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import real_corpus
 from PIL import Image
 
 from uniseg import taxonomy
-from uniseg.datasets.download import fetch, locate, safe_extract
+from uniseg.datasets.download import fetch, locate, prepare, safe_extract
+from uniseg.datasets.index import INDEX, read_index
 from uniseg.datasets.layout import read_meta
 from uniseg.datasets.real import find_pairs, ingest, inspect_dataset
+from uniseg.datasets.splits import read_list, shipped
 from uniseg.errors import DataError
+from uniseg.packing import write_shards
 
 # Raw values chosen independently of uniseg's tables, from the official definitions.
 RAW = {
@@ -70,8 +80,9 @@ def _save_label(path, arr, mode="L"):
 
 
 def make_fixture(name, root, split="val", n=2):
-    """Write n samples of `split` in the official layout; return the raw label arrays."""
-    raws = []
+    """Write n samples of `split` in the official layout; return the raw label arrays. A val split gets
+    its own `splits/val.txt` naming them (the shipped val lists name hundreds of images)."""
+    raws, images = [], []
     for k in range(n):
         if name == "camvid":
             idx = _raw_label(list(range(len(CAMVID))), seed=k)
@@ -79,6 +90,7 @@ def make_fixture(name, root, split="val", n=2):
             rgb = colours[idx].astype(np.uint8)
             stem = f"0001TP_00{k}"
             _save_image(root / "701_StillsRaw_full" / f"{stem}.png")
+            images.append(f"701_StillsRaw_full/{stem}.png")
             (root / "LabeledApproved_full").mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb).save(root / "LabeledApproved_full" / f"{stem}_L.png")
             raws.append([tuple(c) for c in rgb.reshape(-1, 3).tolist()])
@@ -88,6 +100,7 @@ def make_fixture(name, root, split="val", n=2):
         if name in ("cityscapes", "idd"):
             stem = f"city_{k:06d}_000019"
             _save_image(root / "leftImg8bit" / split / "city" / f"{stem}_leftImg8bit.png")
+            images.append(f"leftImg8bit/{split}/city/{stem}_leftImg8bit.png")
             suffix = "gtFine_labelIds" if name == "cityscapes" else "gtFine_labelids"
             _save_label(root / "gtFine" / split / "city" / f"{stem}_{suffix}.png", raw)
             if name == "cityscapes":  # 16-bit instance ids and colour PNGs sit beside the labels
@@ -98,22 +111,29 @@ def make_fixture(name, root, split="val", n=2):
         elif name == "bdd":
             _save_image(root / "images/10k" / split / f"b{k}.jpg")
             _save_label(root / "labels/sem_seg/masks" / split / f"b{k}.png", raw)
+            images.append(f"images/10k/{split}/b{k}.jpg")
         elif name == "mapillary":
             folder = {"train": "training", "val": "validation"}[split]
             _save_image(root / folder / "images" / f"m{k}.jpg")
             _save_label(root / folder / "v1.2/labels" / f"m{k}.png", raw, mode="P")
+            images.append(f"{folder}/images/m{k}.jpg")
         elif name == "kitti":
             _save_image(root / "training/image_2" / f"{k:06d}_10.png")
             _save_label(root / "training/semantic" / f"{k:06d}_10.png", raw)
-        elif name == "wilddash":
-            _save_image(root / "images" / f"wd{k}.jpg")
-            _save_label(root / "labels" / f"wd{k}_labelIds.png", raw)
+            images.append(f"training/image_2/{k:06d}_10.png")
+        elif name == "wilddash":  # wd_val_01.zip: images and labelIds side by side
+            _save_image(root / "wd_val_01" / f"xx{k:04d}_100000.png")
+            _save_label(root / "wd_val_01" / f"xx{k:04d}_100000_labelIds.png", raw)
+            images.append(f"wd_val_01/xx{k:04d}_100000.png")
+    if split == "val":
+        (root / "splits").mkdir(parents=True, exist_ok=True)
+        (root / "splits" / "val.txt").write_text("".join(f"{i}\n" for i in images))
     return raws
 
 
 @pytest.mark.parametrize("name", ["cityscapes", "bdd", "idd", "mapillary", "kitti", "wilddash", "camvid"])
 def test_adapter_and_inspect_count_pixels_like_an_independent_computation(name, tmp_path):
-    split = "test" if name == "camvid" else "val"
+    split = "val"
     raws = make_fixture(name, tmp_path / name, split)
     classes = taxonomy.label_space(name)
     mapping = CAMVID if name == "camvid" else RAW[name]
@@ -131,6 +151,12 @@ def test_adapter_and_inspect_count_pixels_like_an_independent_computation(name, 
     assert out["splits"] == ({"train": 2, "val": 2} if train_set else {"val": 2})
     meta = read_meta(tmp_path / "out")
     assert meta.classes == classes and meta.source == "real"
+    write_shards(tmp_path / "out", tmp_path / "shards", 12, progress=False)  # 12: the fixtures' size
+    manifest = pd.read_parquet(tmp_path / "shards" / "manifest.parquet")
+    pixels = np.sum(manifest[manifest["split"] == split]["pixels"].tolist(), axis=0)
+    assert dict(zip([*classes, "ignore"], pixels.tolist(), strict=True)) == expected, (
+        "shards hold the same labels"
+    )
 
 
 def test_cli_inspect_prints_json(tmp_path):
@@ -154,39 +180,59 @@ def test_cityscapes_table_matches_the_official_package():
         assert ours[label.id] == expected, label
 
 
+def _index_and_shard(root, out):
+    ingest("cityscapes", root, out / "raw")
+    write_shards(out / "raw", out / "shards", 12, progress=False)
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
         ("missing root", "dataset root not found"),
-        ("wrong layout", "expected the folder training/image_2"),
+        ("wrong layout", "expected the folder leftImg8bit/train"),
         ("image without label", "has no label file"),
         ("label without image", "label without an image"),
-        ("truncated image", "cannot be decoded"),
-        ("unknown value", "label value 99 is not in the kitti label table"),
+        ("truncated image", "bochum_000001_000019_leftImg8bit.png: cannot be decoded"),
+        ("unknown value", "label value 99 is not in the cityscapes label table"),
         ("size mismatch", "differs from image size"),
+        ("listed image missing", r"splits/val.txt:1: leftImg8bit/val/frankfurt/frankfurt_000000_000019"),
+        ("empty split", r"train split of cityscapes is empty: no file under .*leftImg8bit/train matches"),
     ],
 )
 def test_bad_real_data_is_one_clear_error_and_no_output(tmp_path, damage, message):
-    root = tmp_path / "kitti"
-    make_fixture("kitti", root)
+    """Layout problems fail the download stage (indexing), undecodable files and bad values the shard
+    stage (which reads the files); both name the file and leave no output."""
+    root = tmp_path / "cityscapes"
+    real_corpus.make_dataset("cityscapes", root, train=3, val=2, listed=2)
+    train = root / "leftImg8bit/train/bochum/bochum_000001_000019_leftImg8bit.png"
+    train_label = root / "gtFine/train/bochum/bochum_000001_000019_gtFine_labelIds.png"
     if damage == "missing root":
         root = tmp_path / "nowhere"
     elif damage == "wrong layout":
-        (root / "training/image_2").rename(root / "training/images")
+        (root / "leftImg8bit/train").rename(root / "leftImg8bit/training")
     elif damage == "image without label":
-        (root / "training/semantic/000001_10.png").unlink()
+        train_label.unlink()
     elif damage == "label without image":
-        (root / "training/image_2/000001_10.png").unlink()
+        train.unlink()
     elif damage == "truncated image":
-        p = root / "training/image_2/000001_10.png"
-        p.write_bytes(p.read_bytes()[:40])
+        train.write_bytes(train.read_bytes()[:40])
     elif damage == "unknown value":
-        _save_label(root / "training/semantic/000001_10.png", np.full((12, 16), 99))
+        _save_label(train_label, np.full((64, 128), 99))
     elif damage == "size mismatch":
-        _save_label(root / "training/semantic/000001_10.png", np.full((5, 5), 7))
-    with pytest.raises(DataError, match=message):
-        ingest("kitti", root, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        _save_label(train_label, np.full((5, 5), 7))
+    elif damage == "listed image missing":
+        next((root / "leftImg8bit/val").rglob("*_000000_000019_leftImg8bit.png")).unlink()
+    elif damage == "empty split":
+        for f in (root / "leftImg8bit/train").rglob("*.png"):
+            f.unlink()
+    with pytest.raises(DataError, match=message) as err:
+        _index_and_shard(root, tmp_path / "out")
+    assert "\n" not in str(err.value)
+    out = tmp_path / "out"
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert left in ([], ["raw"]), f"no shards and no temporary left behind: {left}"
+    if message.startswith(("label value", "differs", "bochum")):
+        assert left == ["raw"], "decoding is the shard stage's work; indexing passed"
 
 
 def test_split_lists_select_the_evaluation_images(tmp_path):
@@ -196,6 +242,168 @@ def test_split_lists_select_the_evaluation_images(tmp_path):
         "701_StillsRaw_full/0001TP_001.png LabeledApproved_full/x.png\n"
     )
     assert [k for k, _, _ in find_pairs("camvid", tmp_path / "camvid", "test")] == ["0001TP_001"]
+
+
+# --- split lists ---------------------------------------------------------------------------------
+
+# MSeg's val lists (mseg-api mseg/dataset_lists/<name>/list/val.txt): what its zero-shot evaluation reads.
+SHIPPED = {
+    "kitti": 50,
+    "wilddash": 70,
+    "camvid": 101,
+    "cityscapes": 500,
+    "bdd": 1000,
+    "idd": 981,
+    "mapillary": 2000,
+}
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_lists_are_the_upstream_files_with_their_counts(name):
+    path = shipped(name, "val")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    header = [line.decode() for line in lines if line.startswith(b"#")]
+    body = raw[sum(len(h) + 1 for h in header) :]
+    assert raw.startswith("".join(h + "\n" for h in header).encode()), "the header comes first"
+    meta = " ".join(header)
+    assert "github.com/mseg-dataset/mseg-api" in meta and "/list/val.txt" in meta
+    assert "commit: fd93c4e325392bbdef766de35304973ee70b3f57" in meta
+    blob = re.search(r"git blob: ([0-9a-f]{40})", meta).group(1)
+    assert hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest() == blob, "entries byte for byte"
+    assert f"entries: {SHIPPED[name]}," in meta
+    assert len(read_list(path).entries) == SHIPPED[name] == len([x for x in body.splitlines() if x.strip()])
+
+
+@pytest.mark.parametrize("name", ["kitti", "wilddash", "camvid"])
+def test_test_sets_are_their_shipped_val_lists_by_default(name, tmp_path):
+    root = tmp_path / name
+    expected = real_corpus.make_dataset(name, root)  # the listed images and two more
+    keys = [k for k, _, _ in find_pairs(name, root, "val")]
+    listed = {Path(e).stem for e in real_corpus.shipped_entries(name)}
+    assert len(keys) == expected["val"] == SHIPPED[name] and set(keys) == listed
+    assert not {Path(e).stem for e in real_corpus.EXTRA[name]} & set(keys)
+
+
+def test_a_listed_image_that_is_missing_is_named(tmp_path):
+    root = tmp_path / "kitti"
+    real_corpus.make_dataset("kitti", root)
+    (root / "training/image_2/000026_10.png").unlink()  # the second entry of the shipped list
+    with pytest.raises(
+        DataError, match=r"kitti-val.txt:\d+: training/image_2/000026_10.png is not in .*1 of 50"
+    ):
+        find_pairs("kitti", root, "val")
+
+
+def test_a_users_list_overrides_the_shipped_one(tmp_path):
+    root = tmp_path / "kitti"
+    real_corpus.make_dataset("kitti", root)
+    (root / "splits").mkdir()
+    (root / "splits/val.txt").write_text("# mine\ntraining/image_2/000058_10.png x\n000052_10\n")
+    assert [k for k, _, _ in find_pairs("kitti", root, "val")] == ["000052_10", "000058_10"]
+
+
+def test_mseg_entries_find_the_official_files_by_stem(tmp_path):
+    """MSeg's BDD list names `seg/images/val/<id>.jpg`, its WildDash list `.png` images; the official
+    layouts are `images/10k/val/<id>.jpg` and, in some copies, `.jpg` WildDash images."""
+    bdd = tmp_path / "bdd"
+    real_corpus.write_sample(
+        "bdd",
+        bdd,
+        "images/10k/val/7d06fefd-f7be05a6.jpg",
+        "labels/sem_seg/masks/val/7d06fefd-f7be05a6.png",
+        0,
+    )
+    (bdd / "splits").mkdir()
+    (bdd / "splits/val.txt").write_text(
+        "seg/images/val/7d06fefd-f7be05a6.jpg seg/labels/val/7d06fefd-f7be05a6_train_id.png\n"
+    )
+    [(key, image, label)] = find_pairs("bdd", bdd, "val")
+    assert key == "7d06fefd-f7be05a6" and label == bdd / "labels/sem_seg/masks/val/7d06fefd-f7be05a6.png"
+    wd = tmp_path / "wilddash"
+    real_corpus.write_sample(
+        "wilddash", wd, "wd_val_01/au0000_100000.jpg", "wd_val_01/au0000_100000_labelIds.png", 0
+    )
+    (wd / "splits").mkdir()
+    (wd / "splits/val.txt").write_text(
+        "wd_val_01/au0000_100000.png wd_val_19class/au0000_100000_labelIds.png\n"
+    )
+    assert [k for k, _, _ in find_pairs("wilddash", wd, "val")] == ["au0000_100000"]
+
+
+def test_idd_reads_jpg_and_png_images_and_keys_keep_the_sequence(tmp_path):
+    root = tmp_path / "idd"
+    real_corpus.make_dataset("idd", root, train=4)
+    pairs = find_pairs("idd", root, "train")
+    assert {p[1].suffix for p in pairs} == {".jpg", ".png"}
+    assert [k for k, _, _ in pairs] == ["0_000000", "0_000001", "1_000000", "1_000001"], (
+        "frame 0 in both sequences"
+    )
+
+
+def test_an_empty_split_names_the_folder_and_the_pattern(tmp_path):
+    root = tmp_path / "idd"
+    real_corpus.make_dataset("idd", root, train=2)
+    for f in (root / "leftImg8bit/train").rglob("*"):
+        if f.is_file():
+            f.rename(f.with_suffix(".bmp"))
+    with pytest.raises(DataError) as err:
+        find_pairs("idd", root, "train")
+    message = str(err.value)
+    assert "train split of idd is empty" in message and str(root / "leftImg8bit/train") in message
+    assert "<seq>/<frame>_leftImg8bit.png or .jpg" in message
+
+
+# --- the index ------------------------------------------------------------------------------------
+
+
+def test_ingest_writes_an_index_of_the_files_in_place_not_a_copy(tmp_path):
+    root = tmp_path / "downloads"
+    real_corpus.make_dataset("mapillary", root / "mapillary")
+    result = prepare("mapillary", root, tmp_path / "raw")
+    assert result["splits"] == {"train": 6, "val": 3}
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["dataset.json", INDEX]
+    index = read_index(tmp_path / "raw")
+    assert [len(v) for v in index.values()] == [6, 3]
+    first = index["train"][0]
+    assert first.image == (root / "mapillary/training/images/-mtrain000.jpg").absolute()
+    assert first.image_stat == (first.image.stat().st_size, first.image.stat().st_mtime_ns)
+    before = (tmp_path / "raw" / INDEX).read_bytes()
+    ingest("mapillary", root / "mapillary", tmp_path / "raw")
+    assert (tmp_path / "raw" / INDEX).read_bytes() == before, "same files, same index: nothing re-shards"
+    label = root / "mapillary/validation/v1.2/labels/-mval001.png"
+    os.utime(label, ns=(label.stat().st_atime_ns, label.stat().st_mtime_ns + 1_000_000_000))
+    ingest("mapillary", root / "mapillary", tmp_path / "raw")
+    assert (tmp_path / "raw" / INDEX).read_bytes() != before, "an edited label changes the index"
+
+
+def test_non_utf8_file_names_are_indexed_and_packed(tmp_path):
+    root = tmp_path / "kitti"
+    name = os.fsdecode(b"caf\xe9_10.png")
+    _save_image(root / "training/image_2" / name, (16, 8))
+    _save_label(root / "training/semantic" / name, np.full((8, 16), 7))
+    (root / "splits").mkdir()
+    (root / "splits/val.txt").write_bytes(b"training/image_2/caf\xe9_10.png\n")  # a list in the same encoding
+    assert ingest("kitti", root, tmp_path / "raw")["images"] == 1
+    [sample] = read_index(tmp_path / "raw")["val"]
+    assert sample.key == "caf__10" and sample.image == (root / "training/image_2" / name).absolute()
+    assert write_shards(tmp_path / "raw", tmp_path / "shards", 8, progress=False)["images"] == 1
+
+
+def test_extracting_the_same_archive_again_gives_the_same_index(tmp_path):
+    src = tmp_path / "src"
+    real_corpus.make_dataset("kitti", src)
+    root = tmp_path / "downloads"
+    root.mkdir()
+    with zipfile.ZipFile(root / "kitti.zip", "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    prepare("kitti", root, tmp_path / "raw")
+    first = (tmp_path / "raw" / INDEX).read_bytes()
+    shutil.rmtree(root / "kitti")
+    prepare("kitti", root, tmp_path / "raw")
+    assert (tmp_path / "raw" / INDEX).read_bytes() == first, "file times come from the archive"
 
 
 # --- downloads -------------------------------------------------------------------------------------

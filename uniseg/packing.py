@@ -1,22 +1,35 @@
 """Packing a dataset into shards: decode and validate each sample, resize it (shorter side =
 shard.short_side; labels nearest), re-encode it, in worker processes, and hand the records to the shard
 format (shards.py) — deterministically (byte-identical output for the same input) and atomically.
+
+Two inputs: a dataset in the canonical layout (synthetic data: labels are label-space indices already),
+or the index of a real dataset (index.py): its files are read in place, checked against the size and
+mtime they had when indexed, and their labels converted from the official encoding while packing. A
+real test set keeps its labels at their original resolution (only the image is resized): evaluation
+scores at the label's resolution.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from uniseg import IGNORE
-from uniseg.datasets.layout import SampleFiles, list_samples, read_meta
+from uniseg import IGNORE, taxonomy
+from uniseg.datasets.index import SourceFiles, file_stat, has_index, read_index
+from uniseg.datasets.layout import SPLITS, SampleFiles, list_samples, read_meta
+from uniseg.datasets.real import read_sample
 from uniseg.errors import DataError
 from uniseg.fsio import atomic_dir
 from uniseg.shards import ShardWriter
+
+
+class SourceChanged(DataError):
+    """A real dataset's file differs from its index: never skipped, the index must be rebuilt."""
 
 
 def _open_checked(path: Path, mode: str) -> Image.Image:
@@ -44,13 +57,46 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None]:
-    """Decode, validate, resize and re-encode one sample. Returns (record, None) or (None, error)."""
-    files, short_side, num_classes = job
+@dataclass(frozen=True)
+class _Job:
+    files: SampleFiles | SourceFiles
+    short_side: int
+    num_classes: int
+    dataset: str | None = None  # real data: convert labels from this dataset's official encoding
+    resize_label: bool = True  # False: keep the label at its original resolution (real test sets)
+
+
+def _check_unchanged(files: SourceFiles, dataset: str) -> None:
+    for path, indexed in ((files.image, files.image_stat), (files.label, files.label_stat)):
+        try:
+            now = file_stat(path)
+        except OSError:
+            now = None
+        if now != indexed:
+            what = "is gone" if now is None else "changed (size or mtime)"
+            raise SourceChanged(
+                f"{path}: {what} since download@{dataset} indexed it; rebuild the index: dvc repro -f download@{dataset}"
+            )
+
+
+def _load(job: _Job) -> tuple[Image.Image, Image.Image, Image.Image | None]:
+    files = job.files
+    if job.dataset is not None:  # real data, read in place
+        _check_unchanged(files, job.dataset)
+        image, label = read_sample(job.dataset, files.image, files.label)
+        return image, Image.fromarray(label), None
+    image = _open_checked(files.image, "RGB")
+    label = _open_checked(files.label, "L")
+    world = _open_checked(files.world, "L") if files.world is not None else None
+    return image, label, world
+
+
+def _process(job: _Job) -> tuple[dict | None, str | None, bool]:
+    """Decode, validate, resize and re-encode one sample. Returns (record, None, _) or (None, error,
+    skippable)."""
+    files, short_side, num_classes = job.files, job.short_side, job.num_classes
     try:
-        image = _open_checked(files.image, "RGB")
-        label = _open_checked(files.label, "L")
-        world = _open_checked(files.world, "L") if files.world is not None else None
+        image, label, world = _load(job)
         if label.size != image.size:
             raise DataError(f"{files.label}: label size {label.size} differs from image size {image.size}")
         values = np.asarray(label)
@@ -60,15 +106,20 @@ def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None
                 f"{files.label}: label value {int(bad[0])} is not a class index (< {num_classes}) or 255"
             )
         size = _resize_size(*image.size, short_side)
-        if size == image.size:
+        label_size = size if job.resize_label else label.size
+        if size == image.size and job.dataset is None:
             image_bytes = files.image.read_bytes()  # already at the target size: keep the exact bytes
             label_bytes = files.label.read_bytes()
             world_bytes = files.world.read_bytes() if world is not None else None
         else:
-            fmt = "JPEG" if files.image.suffix == ".jpg" else "PNG"
+            fmt = "JPEG" if files.image.suffix.lower() in (".jpg", ".jpeg") else "PNG"
             # Image: antialiased bilinear (PIL filters the source when shrinking); labels: nearest.
-            image_bytes = _encode(image.resize(size, Image.Resampling.BILINEAR), fmt)
-            label = label.resize(size, Image.Resampling.NEAREST)
+            if size == image.size:
+                image_bytes = files.image.read_bytes()
+            else:
+                image_bytes = _encode(image.resize(size, Image.Resampling.BILINEAR), fmt)
+            if label_size != label.size:
+                label = label.resize(label_size, Image.Resampling.NEAREST)
             values = np.asarray(label)
             label_bytes = _encode(label, "PNG")
             world_bytes = (
@@ -84,9 +135,9 @@ def _process(job: tuple[SampleFiles, int, int]) -> tuple[dict | None, str | None
             "width": size[0],
             "pixels": pixels.tolist(),
         }
-        return record, None
+        return record, None, True
     except DataError as exc:
-        return None, str(exc)
+        return None, str(exc), not isinstance(exc, SourceChanged)
 
 
 def write_shards(
@@ -98,16 +149,23 @@ def write_shards(
     skip_corrupt: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Resize every split of the canonical dataset at `raw_dir` (shorter side = `short_side`) into
-    shards under `out_dir`, atomically. Returns {"images": n, "shards": n, "skipped": [...]}."""
+    """Resize every split of the dataset at `raw_dir` (canonical layout, or a real dataset's index;
+    shorter side = `short_side`) into shards under `out_dir`, atomically. Returns {"images": n,
+    "shards": n, "skipped": [...]}."""
     from tqdm import tqdm
 
     meta = read_meta(raw_dir)
-    splits = {s: list_samples(raw_dir, s) for s in ("train", "val", "test")}
+    num_classes = len(meta.classes)
+    job: dict = {"short_side": short_side, "num_classes": num_classes}
+    if has_index(raw_dir):
+        index = read_index(raw_dir)
+        splits = {s: index.get(s, []) for s in SPLITS}
+        job |= {"dataset": meta.name, "resize_label": taxonomy.dataset_info(meta.name).role != "test"}
+    else:
+        splits = {s: list_samples(raw_dir, s) for s in SPLITS}
     splits = {s: v for s, v in splits.items() if v}
     if not splits:
         raise DataError(f"{raw_dir}: no samples in any split (train, val, test)")
-    num_classes = len(meta.classes)
     skipped: list[str] = []
     with atomic_dir(out_dir) as tmp:
         shards = ShardWriter(tmp, images_per_shard)
@@ -115,13 +173,15 @@ def write_shards(
         pool = ctx.Pool(workers) if ctx else None
         try:
             for split, samples in splits.items():
-                jobs = [(f, short_side, num_classes) for f in samples]
+                jobs = [_Job(f, **job) for f in samples]
                 # Small chunks keep every worker busy to the end.
                 chunk = max(1, min(8, len(jobs) // (4 * workers)))
                 results = pool.imap(_process, jobs, chunksize=chunk) if pool else map(_process, jobs)
                 bar = tqdm(results, total=len(jobs), desc=f"shard {meta.name}/{split}", disable=not progress)
-                for record, error in bar:
+                for record, error, skippable in bar:
                     if error is not None:
+                        if not skippable:
+                            raise DataError(error)
                         if not skip_corrupt:
                             raise DataError(error + " (set data.skip_corrupt: true to skip such samples)")
                         skipped.append(error)

@@ -3,7 +3,8 @@ and clear instructions for the datasets behind a registration wall.
 
 A dataset is looked for under `data.root` (params) as, in this order: a folder `<root>/<name>/` in the
 official layout, an archive `<root>/<name>.zip|.tar|.tar.gz|.tgz` (extracted into `<root>/<name>/`), or —
-for public datasets — the archive at its URL (downloaded to `<root>/<name>.<ext>` first).
+for public datasets — the archive at its URL (downloaded to `<root>/<name>.<ext>` first). The folder is
+then indexed, not copied (real.ingest): the shard stage reads it in place.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -52,8 +54,8 @@ SOURCES = {
     ),
     "wilddash": Source("wd_val_01.zip (WildDash v1 validation) from https://wilddash.cc (registration)"),
     "camvid": Source(
-        "the CamVid 701_StillsRaw_full and LabeledApproved_full folders (e.g. from the Cambridge CamVid page) and "
-        "MSeg's camvid-11 split lists as splits/{train,val,test}.txt"
+        "the CamVid 701_StillsRaw_full and LabeledApproved_full folders (e.g. from the Cambridge CamVid page); "
+        "uniseg ships MSeg's val list (101 images), other splits need splits/<split>.txt"
     ),
 }
 
@@ -130,6 +132,12 @@ def _safe_target(base: Path, name: str, strip: int) -> Path | None:
     return base.joinpath(*parts) if parts else None
 
 
+def _keep_mtime(path: Path, mtime: float) -> None:
+    # The archive's times, not the extraction's: extracting the same archive again gives the same index
+    # (sizes and mtimes), so nothing is re-sharded.
+    os.utime(path, (mtime, mtime))
+
+
 def safe_extract(archive: str | Path, target: str | Path, strip: int = 0) -> Path:
     """Extract a zip or tar archive into `target` (atomically). Members with absolute paths or `..`,
     and links, are refused: nothing is written outside `target`."""
@@ -148,6 +156,7 @@ def safe_extract(archive: str | Path, target: str | Path, strip: int = 0) -> Pat
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out)
+                    _keep_mtime(dest, time.mktime((*info.date_time, 0, 0, -1)))
         else:
             try:
                 tf = tarfile.open(archive)
@@ -166,6 +175,7 @@ def safe_extract(archive: str | Path, target: str | Path, strip: int = 0) -> Pat
                     src = tf.extractfile(member)
                     with src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out)
+                    _keep_mtime(dest, member.mtime)
     return target
 
 
@@ -192,8 +202,38 @@ def locate(name: str, root: str | Path, progress: bool = True) -> Path:
     )
 
 
-def prepare(name: str, root: str | Path, out_dir: str | Path, skip_corrupt: bool = False) -> dict:
-    """Locate (or download) a real dataset and convert it into the canonical layout at `out_dir`."""
+def prepare(name: str, root: str | Path, out_dir: str | Path) -> dict:
+    """Locate (or download) a real dataset and index it at `out_dir` (real.ingest): {"images", "splits",
+    "root"}."""
     from uniseg.datasets.real import ingest
 
-    return ingest(name, locate(name, root), out_dir, skip_corrupt)
+    folder = locate(name, root)
+    return {**ingest(name, folder, out_dir), "root": str(folder)}
+
+
+def preview_index(raw_dir: str | Path, out: str | Path, n: int = 4) -> None:
+    """Preview of an indexed real dataset: its first n samples that decode (corrupt ones are left to the
+    shard stage to report) of its first split, labels converted."""
+    import numpy as np
+
+    from uniseg.datasets.index import read_index
+    from uniseg.datasets.layout import read_meta
+    from uniseg.datasets.preview import write_grid
+    from uniseg.datasets.real import read_sample
+
+    meta = read_meta(raw_dir)
+    split, samples = next(iter(read_index(raw_dir).items()))
+    images, labels, first_error = [], [], None
+    for s in samples[: 4 * n]:
+        try:
+            image, label = read_sample(meta.name, s.image, s.label)
+        except DataError as exc:
+            first_error = first_error or exc
+            continue
+        images.append(np.asarray(image))
+        labels.append(label)
+        if len(images) == n:
+            break
+    if not images:
+        raise first_error
+    write_grid(images, labels, meta.classes, f"{meta.name} (real, {split}): {len(meta.classes)} classes", out)

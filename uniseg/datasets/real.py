@@ -1,14 +1,13 @@
 """Adapters for the real datasets' official on-disk layouts and label encodings.
 
-Each adapter is data (LAYOUTS): for every split, where the images are (a glob under the dataset root)
-and how a label path follows from an image path (a regex substitution). Label values are converted
-with the dataset's taxonomy table (uniseg/taxonomy): `ids` tables map raw ids, `rgb` tables map colours
-(CamVid). Every raw value maps to a label-space index or to ignore (255); an unknown value is an error
-that names the file and the value.
+Each adapter is data (LAYOUTS): for every split, the folder its images are in, a regex that an image's
+path under that folder matches (its named groups give the label's path and the sample's key) and the
+same pattern written for people. Label values are converted with the dataset's taxonomy table
+(uniseg/taxonomy): `ids` tables map raw ids, `rgb` tables map colours (CamVid). Every raw value maps to a
+label-space index or to ignore (255); an unknown value is an error that names the file and the value.
 
-Split lists: where the evaluation protocol uses a subset (KITTI's 50 validation images, CamVid's 233
-test images, as in MSeg), put a list file at `<root>/splits/<split>.txt` (one image path or stem per
-line; MSeg's list files work as they are). Without one, the split is every image the layout finds.
+Which images make up a split: the user's list, else the standard (MSeg) list, else all (splits/).
+`ingest` writes an index of the user's files (index.py), not a copy; the shard stage reads them in place.
 """
 
 from __future__ import annotations
@@ -16,67 +15,86 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from uniseg import IGNORE, taxonomy
+from uniseg.datasets.index import write_index
 from uniseg.datasets.layout import DatasetMeta, write_meta
+from uniseg.datasets.splits import split_list
 from uniseg.errors import DataError, UserError, choices
 from uniseg.fsio import atomic_dir
 
 
 @dataclass(frozen=True)
 class SplitLayout:
-    images: str  # glob under the root
-    label_from: str  # regex on the image path (relative, posix)
-    label_to: str  # replacement giving the label path
+    folder: str  # the images are under <root>/<folder>
+    image: str  # regex for an image's path relative to `folder` (posix); its groups fill label and key
+    label: str  # the label's path under the root (str.format of the groups)
+    shows: str  # the image pattern for people
+    key: str = "{stem}"  # the sample's key (str.format of the groups; made safe as a file name)
 
 
-def _cityscapes_like(image_dir: str, label_dir: str, suffix: str) -> dict[str, SplitLayout]:
-    return {
-        split: SplitLayout(
-            f"{image_dir}/{folder}/*/*_leftImg8bit.png",
-            rf"^{image_dir}/{folder}/(.+)_leftImg8bit\.png$",
-            rf"{label_dir}/{folder}/\1_{suffix}.png",
-        )
-        for split, folder in (("train", "train"), ("val", "val"))
-    }
+def _cityscapes(split: str) -> SplitLayout:
+    return SplitLayout(
+        f"leftImg8bit/{split}",
+        r"(?P<city>[^/]+)/(?P<stem>[^/]+)_leftImg8bit\.png",
+        f"gtFine/{split}/{{city}}/{{stem}}_gtFine_labelIds.png",
+        "<city>/<stem>_leftImg8bit.png",
+    )
+
+
+def _idd(split: str) -> SplitLayout:
+    # Frame numbers repeat across sequences, so the key keeps the sequence. Copies in circulation have
+    # .jpg as well as .png images. Labels: ids 0-39 (public-code createLabels.py --id-type id).
+    return SplitLayout(
+        f"leftImg8bit/{split}",
+        r"(?P<seq>[^/]+)/(?P<frame>[^/]+)_leftImg8bit\.(?:png|jpg)",
+        f"gtFine/{split}/{{seq}}/{{frame}}_gtFine_labelids.png",
+        "<seq>/<frame>_leftImg8bit.png or .jpg",
+        key="{seq}_{frame}",
+    )
 
 
 LAYOUTS: dict[str, dict[str, SplitLayout]] = {
-    "cityscapes": _cityscapes_like("leftImg8bit", "gtFine", "gtFine_labelIds"),
-    "idd": _cityscapes_like(
-        "leftImg8bit", "gtFine", "gtFine_labelids"
-    ),  # ids 0-39 (createLabels.py --id-type id)
+    "cityscapes": {s: _cityscapes(s) for s in ("train", "val")},
+    "idd": {s: _idd(s) for s in ("train", "val")},
     "bdd": {
-        split: SplitLayout(
-            f"images/10k/{split}/*.jpg",
-            rf"^images/10k/{split}/(.+)\.jpg$",
-            rf"labels/sem_seg/masks/{split}/\1.png",
+        s: SplitLayout(
+            f"images/10k/{s}", r"(?P<stem>[^/]+)\.jpg", f"labels/sem_seg/masks/{s}/{{stem}}.png", "<id>.jpg"
         )
-        for split in ("train", "val")
+        for s in ("train", "val")
     },
     "mapillary": {
-        split: SplitLayout(
-            f"{folder}/images/*.jpg", rf"^{folder}/images/(.+)\.jpg$", rf"{folder}/v1.2/labels/\1.png"
-        )
-        for split, folder in (("train", "training"), ("val", "validation"))
+        s: SplitLayout(f"{f}/images", r"(?P<stem>[^/]+)\.jpg", f"{f}/v1.2/labels/{{stem}}.png", "<key>.jpg")
+        for s, f in (("train", "training"), ("val", "validation"))
     },
     "kitti": {
-        "val": SplitLayout("training/image_2/*.png", r"^training/image_2/(.+)$", r"training/semantic/\1")
-    },
-    "wilddash": {"val": SplitLayout("images/*.jpg", r"^images/(.+)\.jpg$", r"labels/\1_labelIds.png")},
-    "camvid": {
-        split: SplitLayout(
-            "701_StillsRaw_full/*.png", r"^701_StillsRaw_full/(.+)\.png$", r"LabeledApproved_full/\1_L.png"
+        "val": SplitLayout(
+            "training/image_2", r"(?P<stem>[^/]+)\.png", "training/semantic/{stem}.png", "<id>_10.png"
         )
-        for split in ("train", "val", "test")
+    },
+    # wd_val_01.zip: images and labels side by side; image stems end in digits (au0000_100000).
+    "wilddash": {
+        "val": SplitLayout(
+            "wd_val_01",
+            r"(?P<stem>[^/]+_\d+)\.(?:png|jpg)",
+            "wd_val_01/{stem}_labelIds.png",
+            "<name>_<digits>.png or .jpg",
+        )
+    },
+    # One folder for every split: a split is its list (the shipped val list, or splits/<split>.txt).
+    "camvid": {
+        s: SplitLayout(
+            "701_StillsRaw_full", r"(?P<stem>[^/]+)\.png", "LabeledApproved_full/{stem}_L.png", "<stem>.png"
+        )
+        for s in ("train", "val", "test")
     },
 }
-# Which split of a test dataset is its unseen evaluation set (stored as `val` in the canonical layout).
-EVAL_SPLIT = {"kitti": "val", "wilddash": "val", "camvid": "test"}
+# Which split of a test dataset is its unseen evaluation set (stored as `val`): the val lists, as MSeg.
+EVAL_SPLIT = {"kitti": "val", "wilddash": "val", "camvid": "val"}
 
 
 def _layout(name: str) -> dict[str, SplitLayout]:
@@ -85,20 +103,23 @@ def _layout(name: str) -> dict[str, SplitLayout]:
     return LAYOUTS[name]
 
 
-def _split_list(root: Path, split: str) -> set[str] | None:
-    path = root / "splits" / f"{split}.txt"
-    if not path.is_file():
-        return None
-    stems = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            stems.add(Path(line.split()[0]).stem)
-    return stems
+def _safe(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+
+
+def _entry_key(lay: SplitLayout, entry: str) -> str:
+    """The key of a list entry: by the layout's pattern when the entry's path ends in it (MSeg's lists),
+    else its file stem (a bare stem or a path in another layout, e.g. MSeg's `seg/images/val/<id>.jpg`)."""
+    match = re.search(rf"(?:^|/){lay.image}$", entry)
+    if match:
+        return _safe(lay.key.format(**match.groupdict()))
+    return _safe(PurePosixPath(entry).stem.replace("_leftImg8bit", ""))
 
 
 def find_pairs(name: str, root: str | Path, split: str) -> list[tuple[str, Path, Path]]:
     """(key, image, label) of one split in the official layout, sorted by key. Missing folders, images
-    without labels and labels without images are DataErrors naming what was expected."""
+    without labels, labels without images and list entries without images are DataErrors naming what
+    was expected."""
     root = Path(root)
     layouts = _layout(name)
     if not root.is_dir():
@@ -106,37 +127,51 @@ def find_pairs(name: str, root: str | Path, split: str) -> list[tuple[str, Path,
     if split not in layouts:
         raise DataError(f"{name} has no split {split!r}; valid: {choices(layouts)}")
     lay = layouts[split]
-    prefix = lay.images.split("*")[0]
-    folder = root / prefix.rsplit("/", 1)[0] if "/" in prefix else root
+    folder = root / lay.folder
     if not folder.is_dir():
-        raise DataError(f"{root}: expected the folder {folder.relative_to(root)} ({name}'s official layout)")
-    wanted = _split_list(root, split)
-    pairs, keys, label_dirs = [], set(), set()
-    for image in sorted(root.glob(lay.images)):
-        if wanted is not None and image.stem not in wanted:
+        raise DataError(f"{root}: expected the folder {lay.folder} ({name}'s official layout)")
+    pattern = re.compile(lay.image)
+    found: dict[str, tuple[Path, Path]] = {}
+    for image in sorted(p for p in folder.rglob("*") if p.is_file()):
+        match = pattern.fullmatch(image.relative_to(folder).as_posix())
+        if not match:
             continue
-        label = root / re.sub(lay.label_from, lay.label_to, image.relative_to(root).as_posix())
+        key = _safe(lay.key.format(**match.groupdict()))
+        if key in found:
+            raise DataError(f"{image}: duplicate key {key!r} in {name}/{split} (also {found[key][0]})")
+        found[key] = (image, root / lay.label.format(**match.groupdict()))
+    chosen = split_list(name, split, root)
+    if chosen is not None:
+        keys = {number: _entry_key(lay, entry) for number, entry in chosen.entries}
+        missing = [(number, entry) for number, entry in chosen.entries if keys[number] not in found]
+        if missing:
+            number, entry = missing[0]
+            raise DataError(
+                f"{chosen.path}:{number}: {entry} is not in {folder} (pattern {lay.shows}); "
+                f"{len(missing)} of {len(chosen.entries)} listed images are missing"
+            )
+        found = {k: found[k] for k in set(keys.values())}
+    if not found:
+        listed = f" listed in {chosen.path}" if chosen is not None else ""
+        raise DataError(
+            f"the {split} split of {name} is empty: no file{listed} under {folder} matches {lay.shows}"
+        )
+    pairs = []
+    for key, (image, label) in sorted(found.items()):
         if not label.is_file():
             raise DataError(f"{image}: has no label file (expected {label.relative_to(root)})")
-        key = re.sub(r"[^A-Za-z0-9_.-]", "_", image.stem.replace("_leftImg8bit", ""))
-        if key in keys:
-            raise DataError(f"{image}: duplicate key {key!r} in {name}/{split}")
-        keys.add(key)
-        label_dirs.add(label.parent)
         pairs.append((key, image, label))
-    if wanted is not None and len(pairs) < len(wanted):
-        missing = sorted(wanted - {p[1].stem for p in pairs})[:3]
-        raise DataError(
-            f"{root}/splits/{split}.txt lists images that are not there, e.g. {', '.join(missing)}"
-        )
-    if wanted is None:
-        expected = {p[2] for p in pairs}
-        tail = lay.label_to.rsplit("\\1", 1)[-1] or ".png"
-        for d in sorted(label_dirs):
-            for f in sorted(d.iterdir()):
-                if f.name.endswith(tail) and f not in expected:
-                    raise DataError(f"{f}: label without an image")
+    if chosen is None:  # the whole layout is the split: every label must have its image
+        _check_no_orphan_labels(root, lay, {p[2] for p in pairs})
     return pairs
+
+
+def _check_no_orphan_labels(root: Path, lay: SplitLayout, expected: set[Path]) -> None:
+    folder = root / lay.label.split("{", 1)[0].rsplit("/", 1)[0]
+    tail = lay.label.rsplit("}", 1)[-1]
+    for f in sorted(folder.rglob(f"*{tail}")):
+        if f not in expected:
+            raise DataError(f"{f}: label without an image")
 
 
 def _read(path: Path, what: str) -> Image.Image:
@@ -181,50 +216,33 @@ def convert_label(name: str, path: Path) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _iter_split(
-    name: str, root: Path, split: str, skip_corrupt: bool, skipped: list
-) -> Iterator[tuple[str, Path, Image.Image, np.ndarray]]:
-    for key, image_path, label_path in find_pairs(name, root, split):
-        try:
-            image = _read(image_path, "an image").convert("RGB")
-            label = convert_label(name, label_path)
-            if label.shape != (image.height, image.width):
-                raise DataError(
-                    f"{label_path}: label size {label.shape[::-1]} differs from image size {image.size}"
-                )
-        except DataError as exc:
-            if not skip_corrupt:
-                raise DataError(f"{exc} (set data.skip_corrupt: true to skip such samples)") from None
-            skipped.append((str(image_path), str(exc)))
-            continue
-        yield key, image_path, image, label
+def read_sample(name: str, image_path: Path, label_path: Path) -> tuple[Image.Image, np.ndarray]:
+    """The RGB image and its converted label; DataError if either cannot be read or their sizes differ."""
+    image = _read(image_path, "an image").convert("RGB")
+    label = convert_label(name, label_path)
+    if label.shape != (image.height, image.width):
+        raise DataError(f"{label_path}: label size {label.shape[::-1]} differs from image size {image.size}")
+    return image, label
 
 
-def ingest(name: str, root: str | Path, out_dir: str | Path, skip_corrupt: bool = False) -> dict:
-    """Convert a dataset from its official layout at `root` into the canonical layout at `out_dir`
-    (atomically). Test datasets keep only their evaluation split, stored as `val`."""
+def ingest(name: str, root: str | Path, out_dir: str | Path) -> dict:
+    """Index a dataset in its official layout at `root` into `out_dir` (atomically): dataset.json and
+    index.parquet, no copies. Test datasets keep only their evaluation split, stored as `val`. Files are
+    checked to exist and pair up here; they are decoded (and corrupt ones reported) by the shard stage."""
     root = Path(root)
     info = taxonomy.dataset_info(name)
     splits = {EVAL_SPLIT[name]: "val"} if name in EVAL_SPLIT else {s: s for s in _layout(name)}
-    skipped: list[tuple[str, str]] = []
-    counts: dict[str, int] = {}
+    samples = {target: find_pairs(name, root, source) for source, target in splits.items()}
+    counts = {split: len(pairs) for split, pairs in samples.items()}
     with atomic_dir(out_dir) as tmp:
-        for source, target in splits.items():
-            folder = tmp / target
-            folder.mkdir()
-            n = 0
-            for key, image_path, image, label in _iter_split(name, root, source, skip_corrupt, skipped):
-                if image_path.suffix.lower() in (".jpg", ".jpeg"):
-                    (folder / f"{key}.jpg").write_bytes(image_path.read_bytes())
-                else:
-                    image.save(folder / f"{key}.png", compress_level=1)
-                Image.fromarray(label).save(folder / f"{key}.label.png", compress_level=1)
-                n += 1
-            if n == 0:
-                raise DataError(f"{root}: the {source} split of {name} is empty")
-            counts[target] = n
+        write_index(tmp, root, samples)
         write_meta(tmp, DatasetMeta(name, "real", list(info.classes), counts, dict(info.fallbacks)))
-    return {"images": sum(counts.values()), "splits": counts, "skipped": skipped}
+    return {"images": sum(counts.values()), "splits": counts}
+
+
+def _iter_split(name: str, root: Path, split: str) -> Iterator[np.ndarray]:
+    for _, image_path, label_path in find_pairs(name, root, split):
+        yield read_sample(name, image_path, label_path)[1]
 
 
 def inspect_dataset(name: str, root: str | Path, split: str = "val") -> dict:
@@ -233,11 +251,9 @@ def inspect_dataset(name: str, root: str | Path, split: str = "val") -> dict:
     info = taxonomy.dataset_info(name)
     counts = np.zeros(256, dtype=np.int64)
     n = 0
-    for _, _, _, label in _iter_split(name, Path(root), split, False, []):
+    for label in _iter_split(name, Path(root), split):
         counts += np.bincount(label.ravel(), minlength=256)
         n += 1
-    if n == 0:
-        raise DataError(f"{root}: the {split} split of {name} is empty")
     pixels = {c: int(counts[i]) for i, c in enumerate(info.classes)}
     pixels["ignore"] = int(counts[IGNORE])
     return {"dataset": name, "split": split, "images": n, "pixels": pixels}
