@@ -56,8 +56,13 @@ CASES = [
     ),
     (
         "non-UTF-8 file names",
-        "ingested with a sanitised key",
-        "test_reliability.py::test_non_utf8_file_names_are_ingested",
+        "indexed and packed with a sanitised key",
+        "test_real_datasets.py::test_non_utf8_file_names_are_indexed_and_packed",
+    ),
+    (
+        "a source file changed after indexing",
+        "refused, naming the file and the rescan command (even with data.skip_corrupt)",
+        "test_shards.py::test_a_source_file_changed_after_indexing_is_refused_even_when_skipping",
     ),
     (
         "unknown params key, wrong type, out of range",
@@ -169,22 +174,6 @@ def test_duplicate_keys_across_datasets_are_kept_apart(tmp_path):
     write_shards(tmp_path / "raw_b", tmp_path / "b", 32, progress=False)
     data = TrainSet([tmp_path / "a", tmp_path / "b"], ["car", "road"], (32, 32), (1.0, 1.0))
     assert len(data) == 4 and sorted(d for d, _ in data.items) == [0, 0, 1, 1]
-
-
-def test_non_utf8_file_names_are_ingested(tmp_path):
-    from uniseg.datasets.real import ingest
-
-    root = tmp_path / "kitti"
-    (root / "training" / "image_2").mkdir(parents=True)
-    (root / "training" / "semantic").mkdir(parents=True)
-    name = os.fsdecode(b"caf\xe9_10.png")
-    Image.new("RGB", (16, 8)).save(root / "training" / "image_2" / name)
-    Image.fromarray(np.full((8, 16), 7, dtype=np.uint8)).save(root / "training" / "semantic" / name)
-    result = ingest("kitti", root, tmp_path / "out")
-    assert result["images"] == 1
-    assert [p.name for p in (tmp_path / "out" / "val").iterdir() if p.name.endswith(".label.png")] == [
-        "caf__10.label.png"
-    ]
 
 
 def test_kill_during_shard_writing_leaves_nothing_that_is_accepted(tmp_path):
@@ -415,7 +404,6 @@ def test_kill_9_during_mining_or_evaluation_then_rerun_finishes(stage_project, t
 def test_outputs_honour_the_umask(tmp_path):
     """Atomic writes create private temporaries; what lands has the mode a plain write would give."""
     import importlib
-    import os
 
     import uniseg.fsio as fsio
 
