@@ -15,6 +15,9 @@ timed interleaved, several rounds, and the median of each is compared.
   shard.read_last_over_first: reading the last row of a shard vs the first (O(1) access: about 1).
 - loader.stall_fraction: share of a training loop's time spent waiting for the next batch with the
   default settings (goal <= 0.10 on CPU).
+- At the paper's resolution (benchmarks/real_scale.py): loader.images_per_s_per_worker and
+  loader.speedup_vs_files, mine.peak_mib_1080p and evaluate.peak_mib_1080p,
+  train.overhead_vs_bare_loop.
 """
 
 from __future__ import annotations
@@ -265,6 +268,9 @@ def main() -> None:
         result.update(bench_shards(Path(tmp) / "shards", args.rounds))
         print("loader ...", flush=True)
         result.update(bench_loader(Path(tmp) / "loader"))
+        from benchmarks.real_scale import run_all
+
+        result.update(run_all(Path(tmp)))
     write_json(args.out, result)
     for key, value in result.items():
         print(f"{key:<40} {value}")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import typer
 
+from uniseg.backbones import save_backbone_file
 from uniseg.errors import exit_on_user_error
 from uniseg.fsio import write_json
-from uniseg.models import save_backbone_file
 from uniseg.params import load_params
 from uniseg.pretrain import pretrain_backbone
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from uniseg.errors import exit_on_user_error
+from uniseg.experiments.headline import headline_for
 from uniseg.fsio import atomic_dir, write_text
 from uniseg.params import load_params
 from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_panels
@@ -55,7 +56,7 @@ def main(
         rel = [str(base / f) for f in made]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
-        headline = headline_path.read_text(encoding="utf-8") if headline_path.is_file() else None
+        headline = headline_for(p, headline_path)  # only a headline made from this data and profile
         relations = read_relation_metrics(relations_path)
         text = results_markdown(
             metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline

@@ -126,3 +126,16 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tmp_path, m
     params["train"]["lr"] = 0.02
     Path("params.yaml").write_text(yaml.safe_dump(params))
     assert runner.status(0, 0, "ce") == "run"
+
+
+def test_a_report_shows_the_headline_only_for_the_data_and_profile_it_was_made_from(tmp_path):
+    from uniseg.experiments.headline import headline_for, profile_of
+    from uniseg.params import parse_params
+
+    synthetic = parse_params({})
+    write_headline(tmp_path / "none", tmp_path / "headline.json", profile=profile_of(synthetic))
+    assert headline_for(synthetic, tmp_path / "headline.md").startswith("# Headline over seeds")
+    real = parse_params({"data": {"source": "real"}})
+    assert headline_for(real, tmp_path / "headline.md") is None, "no synthetic headline in a real-data report"
+    tiny = parse_params({"synthetic": {"height": 64, "width": 128}})
+    assert headline_for(tiny, tmp_path / "headline.md") is None

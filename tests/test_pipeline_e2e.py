@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_DATASET = ("download", "shard")
-INPUTS_UNDER_REPORTS = {"reports/headline.md"}
+INPUTS_UNDER_REPORTS = {"reports/headline.md", "reports/headline.json"}
 
 
 def _env() -> dict:

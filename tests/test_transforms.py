@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from uniseg import IGNORE
-from uniseg.models import MEAN, STD
+from uniseg.backbones import MEAN, STD
 from uniseg.transforms import eval_image, to_tv, train_transform
 
 COLOURS = np.array([[250, 0, 0], [0, 250, 0], [0, 0, 250], [250, 250, 0]], dtype=np.uint8)

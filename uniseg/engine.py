@@ -33,7 +33,7 @@ from uniseg.losses import (
     relation_targets,
     sigmoid_prior,
 )
-from uniseg.models import ModelInfo, build_model, read_model_file, save_model_file
+from uniseg.models import ModelInfo, build_model, flush_denormals, read_model_file, save_model_file
 from uniseg.params import ModelParams, Params, TrainParams
 from uniseg.taxonomy import union
 
@@ -215,6 +215,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     rank, world, device = _setup_distributed()
+    flush_denormals()
     torch.manual_seed(job.seed)
     cuda = device.type == "cuda"
     model = build_model(

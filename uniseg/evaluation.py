@@ -106,6 +106,9 @@ def score_images(
     """Predict every batch once and score it in each target label space, at the labels' resolution.
     examples = (target key, n): also return the restricted predictions of the first n images in that
     target's label space, as [(key, uint8 [H, W] label-space indices)] (the report's example panels)."""
+    from uniseg.models import flush_denormals
+
+    flush_denormals()
     scorers = {k: Scorer(t) for k, (t, _) in targets.items()}
     kept: list = []
     for images, labels, worlds, keys in batches:

@@ -62,12 +62,13 @@ def predict_paths(
 ) -> list[tuple[str, str]]:
     """Predict every image; returns [(path, why)] for the inputs that could not be read."""
     from uniseg.colours import colourise
-    from uniseg.models import load_model_file
+    from uniseg.models import flush_denormals, load_model_file
     from uniseg.protocols import make_target, model_probs, predict_labels, upsample
     from uniseg.transforms import eval_image
 
     if multilabel_threshold is not None and not 0 < multilabel_threshold < 1:
         raise UserError(f"--multilabel-threshold: expected a number in (0, 1), got {multilabel_threshold}")
+    flush_denormals()
     model, info = load_model_file(model_path, device)
     if multilabel_threshold is not None and not info.sigmoid:
         raise UserError(

@@ -126,7 +126,7 @@ def pretrain_backbone(
     """Train `cfg.backbone` (timm HRNet features) on world-class presence in square crops of scenes
     rendered at height x width; cfg: PretrainParams. Returns the encoder and a summary: final loss, mean
     and per-class average precision (percent) of presence on held-out scenes, seconds."""
-    from uniseg.models import create_encoder
+    from uniseg.backbones import create_encoder
 
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()

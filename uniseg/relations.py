@@ -83,6 +83,9 @@ def mine_similarities(
     the logits are at inference, so each labelled pixel is scored once — MINE_CHUNK union classes at a
     time, so memory does not grow with image size x union size. Returns {"sums", "pixels"}."""
 
+    from uniseg.models import flush_denormals
+
+    flush_denormals()
     sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     model.eval()

@@ -12,7 +12,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from uniseg import IGNORE
-from uniseg.models import MEAN, STD
+from uniseg.backbones import MEAN, STD
 
 FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
 

@@ -194,9 +194,28 @@ def render(headline: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_headline(results: Path, out: Path, default_world: int = 0, keep=lambda record: True) -> dict:
+def profile_of(params) -> dict:
+    """What a headline was made from, beyond the seeds: the data source and the benchmark's size."""
+    synthetic = params.synthetic.model_dump()
+    return {"source": params.data.source, "synthetic": {k: v for k, v in synthetic.items() if k != "seed"}}
+
+
+def write_headline(
+    results: Path, out: Path, default_world: int = 0, keep=lambda record: True, profile: dict | None = None
+) -> dict:
     """Build headline.json/.md from the stored results that `keep` accepts (the current ones)."""
     headline = collect([r for r in read_results(results) if keep(r)], default_world)
+    headline["profile"] = profile or {}
     write_json(out, headline)
     write_text(out.with_suffix(".md"), render(headline))
     return headline
+
+
+def headline_for(params, markdown: Path) -> str | None:
+    """headline.md's text when its headline.json says it was made from the same data source and
+    benchmark size as `params` (a real-data report never shows the synthetic headline), else None."""
+    summary = Path(markdown).with_suffix(".json")
+    if not (Path(markdown).is_file() and summary.is_file()):
+        return None
+    made_from = json.loads(summary.read_text(encoding="utf-8")).get("profile")
+    return Path(markdown).read_text(encoding="utf-8") if made_from == profile_of(params) else None
