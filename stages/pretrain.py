@@ -36,9 +36,10 @@ def main(
         )
         save_backbone_file(out, encoder, p.pretrain.backbone, summary)
         write_json(summary_path, {"pretrain": summary})
+    score = f"presence mAP {summary['map']}" if "map" in summary else f"world-class mIoU {summary['miou']}"
     typer.echo(
-        f"pretrain {p.pretrain.backbone}: {p.pretrain.iters} iterations, presence mAP {summary['map']} on "
-        f"held-out scenes, in {time.perf_counter() - start:.0f}s -> {out}"
+        f"pretrain {p.pretrain.backbone} ({p.pretrain.task}): {p.pretrain.iters} iterations, {score} on held-out "
+        f"scenes, in {time.perf_counter() - start:.0f}s -> {out}"
     )
 
 

@@ -94,9 +94,7 @@ def test_sections_are_frozen_lists_stay_lists_and_vars_gives_the_fields():
 
 
 def test_a_training_dataset_whose_shards_the_training_stages_do_not_depend_on_is_refused():
-    with pytest.raises(
-        ParamsError, match="add data/shards/<it> to the deps of train, mine, relabel and retrain"
-    ):
+    with pytest.raises(ParamsError, match="add another's shards to dvc.yaml's training stages and names.py"):
         parse_params({"train": {"datasets": ["cityscapes", "kitti"]}})
     assert parse_params({"train": {"datasets": ["idd", "bdd"]}}).train.datasets == ["idd", "bdd"]
 

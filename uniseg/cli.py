@@ -86,6 +86,29 @@ def synthetic_relations(
         typer.echo(f"{r['dataset']:<12} {r['primary']:<28} {arrow} {r['secondary']}{note}")
 
 
+@synthetic_app.command("conflicts", context_settings={"allow_extra_args": True})
+def synthetic_conflicts(
+    ctx: typer.Context,
+    datasets: list[str] = typer.Option(
+        ["cityscapes", "bdd", "idd", "mapillary"], "--datasets", help="Synthetic training datasets."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
+) -> None:
+    """Print every world class two datasets name differently, and whether Null BCE resolves the conflict."""
+    from uniseg.datasets.synthetic import label_conflicts
+
+    datasets = list(datasets) + [a for a in ctx.args if not a.startswith("-")]
+    with exit_on_user_error():
+        rows = label_conflicts(datasets)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        verdict = "Null BCE resolves" if r["null_bce_resolves"] else "Null BCE cannot"
+        names = f"{r['a']}: {r['name_a']} / {r['b']}: {r['name_b']}"
+        typer.echo(f"{r['world']:<18} {names:<56} {verdict}")
+
+
 @synthetic_app.command("preview")
 def synthetic_preview(
     dataset: str = typer.Argument(..., help="Synthetic dataset (policy) name."),

@@ -1,6 +1,5 @@
-"""params.yaml, parsed per section into frozen, strict pydantic models (no "yes" for a bool, no 2.0 for an int;
-unknown keys are errors). Fields declare type, choices (`Literal`, uniseg.names) and ranges (with the phrase an
-error shows); validators hold the rules across fields. Errors are one line: file, key path, what, value."""
+"""params.yaml as frozen, strict pydantic models per section (no "yes" for a bool, no 2.0 for an int, no unknown
+key): types, choices (uniseg.names) and ranges with the phrase an error shows; validators for rules across fields."""
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -18,10 +17,6 @@ Side8 = Annotated[int, Field(ge=32, multiple_of=8, description="an int >= 32, di
 Rate = Annotated[float, Field(gt=0, le=1, description="a number in (0, 1]")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Datasets = Annotated[list[str], Field(min_length=1, description="a non-empty list of dataset names")]
-Crop = Annotated[list[Side], Field(min_length=2, max_length=2, description="[height, width], each >= 32")]
-Scale = Annotated[list[float], Field(min_length=2, max_length=2, description="[min, max]")]
-Tau = Annotated[Literal["auto"] | Fraction, Field(description="'auto' or a number in [0, 1]")]
-Window = Annotated[Literal[0] | Side, Field(description="0 or an int >= 32")]
 
 
 class _Section(BaseModel):
@@ -56,7 +51,8 @@ class ModelParams(_Section):
     pretrained: str = "models/pretrained.pt"  # none | timm (ImageNet, timm's hub) | a checkpoint file
 
 
-class PretrainParams(_Section):  # the backbone on world-class presence (uniseg/pretrain.py)
+class PretrainParams(_Section):  # the backbone on the synthetic world (uniseg/pretrain.py)
+    task: Literal["presence", "segmentation"] = "presence"  # image-level (ImageNet-like) | dense (stronger)
     backbone: Literal[BACKBONES] = "hrnet_w18_small"
     seed: int = 0
     images: PosInt = 4000  # rendered scenes, random styles
@@ -75,8 +71,8 @@ class TrainParams(_Section):
     momentum: float = Field(0.9, ge=0, lt=1, description="a number in [0, 1)")
     weight_decay: float = Field(1e-4, ge=0, description="a number >= 0")
     poly_power: float = 0.9
-    crop: Crop = [713, 713]  # [height, width]
-    scale: Scale = [0.5, 2.0]
+    crop: list[Side] = Field([713, 713], min_length=2, max_length=2, description="[height, width], >= 32")
+    scale: list[float] = Field([0.5, 2.0], min_length=2, max_length=2, description="[min, max]")
     workers: NonNegInt = 2
     devices: int = Field(1, ge=1, le=64, description="an int in [1, 64]")  # >1: the stage runs torchrun
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -90,6 +86,11 @@ class TrainParams(_Section):
         ok = not self.weights or (len(self.weights) == len(self.datasets) and min(self.weights) > 0)
         rule(ok, "weights", "empty, or one positive weight per dataset", self.weights)
         rule(0 < self.scale[0] <= self.scale[1], "scale", "[min, max] with 0 < min <= max", self.scale)
+        known = (
+            f"{choices(TRAINING_DATASETS)} (add another's shards to dvc.yaml's training stages and names.py)"
+        )
+        for name in self.datasets:  # DVC cannot expand train.datasets into deps: dvc.yaml lists these shards
+            rule(name in TRAINING_DATASETS, "datasets", f"dataset names from {known}", name)
         return self
 
 
@@ -98,7 +99,7 @@ class MineParams(_Section):
 
 
 class RelabelParams(_Section):
-    tau: Tau = "auto"
+    tau: Literal["auto"] | Fraction = Field("auto", description="'auto' or a number in [0, 1]")
     candidates: Literal["others", "outside"] = "others"  # secondaries: other datasets' classes | outside D_i
 
 
@@ -113,7 +114,7 @@ class EvaluateParams(_Section):
     unseen: list[str] = ["kitti", "wilddash", "camvid"]
     seen: list[str] = ["cityscapes", "bdd", "idd", "mapillary"]
     height: Side = 1080  # resize so the image height is this before predicting
-    window: Window = 0  # sliding-window side in pixels, 0 = whole image
+    window: Literal[0] | Side = Field(0, description="0 or an int >= 32")  # sliding window, 0 = whole
     leave_one_out: bool = False
     cross: bool = False  # score each training dataset in every other one's label space
     protocol: Literal["restricted", "merged", "both"] = "both"
@@ -140,14 +141,11 @@ class Params(_Section):
     report: ReportParams = ReportParams()
 
     @model_validator(mode="after")
-    def _rules(self) -> Self:  # the valid dataset names depend on data.source
+    def _rules(self) -> Self:  # the datasets there are to evaluate depend on data.source
         known = known_dataset_names(self.data.source)
-        for section, key in (("train", "datasets"), ("evaluate", "unseen"), ("evaluate", "seen")):
-            for name in getattr(getattr(self, section), key):
-                rule(name in known, f"{section}.{key}", f"dataset names from {choices(known)}", name)
-        for name in self.train.datasets:  # the training stages' deps in dvc.yaml list their shards
-            why = f"one of {choices(TRAINING_DATASETS)} (to train on another, add data/shards/<it> to the deps of train, mine, relabel and retrain in dvc.yaml and to uniseg/names.py TRAINING_DATASETS)"
-            rule(name in TRAINING_DATASETS, "train.datasets", why, name)
+        for key in ("unseen", "seen"):
+            for name in getattr(self.evaluate, key):
+                rule(name in known, f"evaluate.{key}", f"dataset names from {choices(known)}", name)
         return self
 
 

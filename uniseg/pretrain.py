@@ -84,7 +84,8 @@ def presence(worlds: torch.Tensor, min_pixels: int) -> torch.Tensor:
 
 
 def sample_batch(images, worlds, g: torch.Generator, batch: int, crop: int, min_pixels: int):
-    """Random square crops (and flips) of random scenes: (normalised images [B,3,c,c], targets [B,W])."""
+    """Random square crops (and flips) of random scenes: normalised images [B,3,c,c] and their world maps
+    [B, c, c] (uint8)."""
     n, h, w = worlds.shape
     idx = torch.randint(n, (batch,), generator=g)
     ys = torch.randint(h - crop + 1, (batch,), generator=g)
@@ -94,7 +95,7 @@ def sample_batch(images, worlds, g: torch.Generator, batch: int, crop: int, min_
     m = torch.stack([worlds[i, y : y + crop, z : z + crop] for i, y, z in zip(idx, ys, xs, strict=True)])
     x = torch.where(flips[:, None, None, None], x.flip(2), x)
     m = torch.where(flips[:, None, None], m.flip(2), m)
-    return normalise(x.permute(0, 3, 1, 2)), presence(m, min_pixels)
+    return normalise(x.permute(0, 3, 1, 2)), m
 
 
 class Classifier(nn.Module):
@@ -107,6 +108,32 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.cat([b.mean((2, 3)) for b in self.encoder(x)], 1))
+
+    def loss(self, x: torch.Tensor, worlds: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self(x), presence(worlds, MIN_PIXELS))
+
+
+class Segmenter(nn.Module):
+    """The dense variant (`pretrain.task: segmentation`): the branches upsampled to stride 4, concatenated
+    and classified per pixel into world classes — a stronger regime than ImageNet's image labels."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Conv2d(sum(encoder.feature_info.channels()), num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = self.encoder(x)
+        size = branches[0].shape[-2:]
+        up = [branches[0]] + [
+            F.interpolate(b, size=size, mode="bilinear", align_corners=False) for b in branches[1:]
+        ]
+        return F.interpolate(
+            self.head(torch.cat(up, 1)), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
+
+    def loss(self, x: torch.Tensor, worlds: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self(x), worlds.long())
 
 
 def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -137,7 +164,8 @@ def pretrain_backbone(
     )
     images, worlds = torch.from_numpy(images), torch.from_numpy(worlds)
     crop = min(height, width)
-    model = Classifier(create_encoder(cfg.backbone, "none"), len(WORLD_CLASSES))
+    task = Segmenter if cfg.task == "segmentation" else Classifier
+    model = task(create_encoder(cfg.backbone, "none"), len(WORLD_CLASSES))
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: (1 - it / cfg.iters) ** 0.9)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -145,7 +173,7 @@ def pretrain_backbone(
     window, t0 = [], time.perf_counter()
     for it in range(1, cfg.iters + 1):
         x, y = sample_batch(images, worlds, g, cfg.batch_size, crop, MIN_PIXELS)
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        loss = model.loss(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -158,13 +186,18 @@ def pretrain_backbone(
                 f"ETA {int((cfg.iters - it) / rate // 60)}m{int((cfg.iters - it) / rate % 60):02d}s"
             )
             window = []
-    ap = evaluate_presence(model, held_out, crop)
-    named = {c: round(100 * float(v), 1) for c, v in zip(WORLD_CLASSES, ap, strict=True) if not math.isnan(v)}
-    summary = {
-        "final_loss": round(float(loss.item()), 4),
-        "map": round(float(np.mean(list(named.values()))), 1),
+    scores = (
+        evaluate_presence(model, held_out, crop)
+        if cfg.task == "presence"
+        else evaluate_dense(model, held_out, crop)
+    )
+    named = {
+        c: round(100 * float(v), 1) for c, v in zip(WORLD_CLASSES, scores, strict=True) if not math.isnan(v)
     }
-    return model.encoder, {**summary, "ap": named, "seconds": round(time.perf_counter() - start)}
+    mean, key = round(float(np.mean(list(named.values()))), 1), "map" if cfg.task == "presence" else "miou"
+    summary = {"final_loss": round(float(loss.item()), 4), key: mean}
+    per_class = "ap" if cfg.task == "presence" else "iou"
+    return model.encoder, {**summary, per_class: named, "seconds": round(time.perf_counter() - start)}
 
 
 @torch.no_grad()
@@ -180,3 +213,22 @@ def evaluate_presence(model: Classifier, held_out, crop: int) -> torch.Tensor:
         scores.append(model(normalise(x.permute(0, 3, 1, 2))))
         targets.append(presence(worlds[s : s + 64, y0 : y0 + crop, x0 : x0 + crop], MIN_PIXELS))
     return average_precision(torch.cat(scores), torch.cat(targets))
+
+
+@torch.no_grad()
+def evaluate_dense(model: Segmenter, held_out, crop: int) -> torch.Tensor:
+    """Per-world-class IoU of the dense variant on the centre crop of every held-out scene."""
+    images, worlds = (torch.from_numpy(a) for a in held_out)
+    h, w = worlds.shape[1:]
+    y0, x0 = (h - crop) // 2, (w - crop) // 2
+    model.eval()
+    n = len(WORLD_CLASSES)
+    conf = torch.zeros(n * n, dtype=torch.float64)
+    for s in range(0, len(images), 64):
+        x = images[s : s + 64, y0 : y0 + crop, x0 : x0 + crop]
+        pred = model(normalise(x.permute(0, 3, 1, 2))).argmax(1)
+        gt = worlds[s : s + 64, y0 : y0 + crop, x0 : x0 + crop].long()
+        conf += torch.bincount((gt * n + pred).flatten(), minlength=n * n).double()
+    conf = conf.view(n, n)
+    union = conf.sum(0) + conf.sum(1) - conf.diag()
+    return torch.where(union > 0, conf.diag() / union.clamp(min=1), torch.full((n,), math.nan))

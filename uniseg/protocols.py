@@ -169,25 +169,26 @@ class ScoreMaps:
         return self._probs(channels)
 
     def predict(self, target: Target, protocol: str = "restricted") -> torch.Tensor:
-        """Compact target indices [B, H, W], as predict_labels on the full maps (first maximum wins)."""
-        if self.full is not None:
-            return predict_labels(self.full, target, protocol)
+        """Compact target indices [B, H, W]: the argmax over the target's classes (first maximum wins),
+        as predict_labels gives it, kept as a running maximum over the classes — a class's map at a time
+        (an argmax across channels is a slow strided reduction on the CPU; this is element-wise)."""
         merge: dict[int, list[int]] = {}
         for j, channel in target.merge if protocol == "merged" else ():
             merge.setdefault(j, []).append(channel)
         best = arg = None
         for start in range(0, len(target.channels), MAP_CHUNK):
-            scores = self.probs(target.channels[start : start + MAP_CHUNK])
-            for j in range(start, start + scores.shape[1]):
-                for channel in merge.get(j, ()):
-                    scores[:, j - start] += self.probs(torch.tensor([channel]))[:, 0]
-            idx = scores.argmax(1)
-            top = scores.gather(1, idx[:, None])[:, 0]
-            if best is None:
-                best, arg = top, idx
-            else:  # strictly better only: an earlier class keeps a tie, as argmax does
-                better = top > best
-                best, arg = torch.where(better, top, best), torch.where(better, idx + start, arg)
+            chunk = target.channels[start : start + MAP_CHUNK]
+            maps = self.full[:, chunk.to(self.full.device)] if self.full is not None else self.probs(chunk)
+            for i in range(len(chunk)):
+                score = maps[:, i]
+                for channel in merge.get(start + i, ()):
+                    score = score + self.probs(torch.tensor([channel]))[:, 0]
+                if best is None:
+                    best, arg = score.clone(), torch.zeros_like(score, dtype=torch.long)
+                else:  # strictly better only: an earlier class keeps a tie, as argmax does
+                    better = score > best
+                    best = torch.where(better, score, best)
+                    arg.masked_fill_(better, start + i)
         return arg
 
 

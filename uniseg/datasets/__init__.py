@@ -1,2 +1,2 @@
-"""Datasets: adapters for the real datasets' official layouts, the synthetic world, and the canonical
-layout every source is converted into (see `layout`)."""
+"""Datasets: adapters for the real datasets' official layouts (read in place through an index), the
+synthetic world, and the dataset description and canonical layout of the rendered ones (see `layout`)."""

@@ -1,5 +1,7 @@
-"""The canonical dataset layout: what the download/ingest stage writes for every dataset, real or
-synthetic, and what the shard stage reads. Downstream stages never see a dataset's official layout.
+"""The dataset description every source has (dataset.json, in data/raw/<name>/ and in the shards) and
+the canonical layout the synthetic datasets are rendered into; the shard stage reads it. (A real
+dataset is not copied into it: its data/raw/<name>/ holds dataset.json and an index of the user's files,
+uniseg/datasets/index.py.)
 
     data/raw/<name>/
       dataset.json                  {"name", "source", "classes", "fallbacks", "splits", "world_classes"?}

@@ -54,6 +54,9 @@ ARM_STAGES = {
     "crbce": ("train", "mine", "relabel", "retrain"),
     "control": ("train", "mine", "relabel", "retrain"),
 }
+# Code that only draws or writes reports (relabel also renders relations.md and the heat map): a change
+# there never changes a number, so it does not make results stale.
+PRESENTATION = ("uniseg/report", "uniseg/colours.py", "uniseg/datasets/preview.py")
 # Params that change how a run is executed or reported, not what it computes.
 NOT_COMPUTATION = {"train": {"workers", "checkpoint_every", "log_every"}, "shard": {"workers"}}
 
@@ -77,20 +80,26 @@ def arm_params(params_file: Path, world: int, seed: int, arm: str) -> dict:
 
 
 def _code_files(stages: tuple[str, ...], root: Path) -> list[Path]:
-    """The code and model files the given dvc.yaml stages depend on (not their data)."""
+    """The code and input files the given dvc.yaml stages depend on: not data, not presentation, and no
+    other stage's output (models/base.pt is a dep of mine) but the pretrained backbone's, an input of
+    every training here as ImageNet's weights are of the paper's."""
     spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    bodies = [spec[name].get("do", spec[name]) for name in stages]
+    produced = {
+        o if isinstance(o, str) else next(iter(o))
+        for name, stage in spec.items()
+        if name != "pretrain"
+        for o in stage.get("do", stage).get("outs", [])
+    }
     files: set[Path] = set()
-    for name in stages:
-        for dep in spec[name].get("do", spec[name]).get("deps", []):
+    for body in bodies:
+        for dep in body.get("deps", []):
             dep = dep if isinstance(dep, str) else next(iter(dep))
-            if "${" in dep or dep.startswith("data/") or dep.startswith("reports/"):
+            if "${" in dep or dep in produced or dep.startswith(("data/", "reports/", *PRESENTATION)):
                 continue
             path = root / dep
-            files.update(
-                p
-                for p in (path.rglob("*") if path.is_dir() else [path])
-                if p.is_file() and "__pycache__" not in p.parts
-            )
+            found = path.rglob("*") if path.is_dir() else [path]
+            files.update(p for p in found if p.is_file() and "__pycache__" not in p.parts)
     return sorted(files)
 
 
