@@ -108,8 +108,9 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tmp_path, m
     from uniseg.experiments.seeds import Runner
 
     for name in ("uniseg", "stages", "dvc.yaml", "models/pretrained.pt"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+        src, dst = ROOT / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
     monkeypatch.chdir(tmp_path)
     params = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
     Path("params.yaml").write_text(yaml.safe_dump(params))

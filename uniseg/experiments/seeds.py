@@ -113,22 +113,27 @@ def data_digest(folders: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _stage_params(stages: tuple[str, ...], params: dict, root: Path) -> dict:
+    """The params the stages declare in dvc.yaml (`seed`, `model`, `relabel.tau`, ...), by dotted key."""
+    spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    out = {}
+    for name in stages:
+        for key in spec[name].get("do", spec[name]).get("params", []):
+            value = params
+            for part in key.split("."):
+                value = value[part]
+            if isinstance(value, dict):  # a whole section: what it computes, not how it runs
+                value = {k: v for k, v in value.items() if k not in NOT_COMPUTATION.get(key, ())}
+            out[key] = value
+    return out
+
+
 def fingerprint(stages: tuple[str, ...], params: dict, data: str = "", root: Path = Path(".")) -> str:
-    """sha256 of the stages' code (file contents), the data digest and the params that matter for what
-    the stages compute."""
+    """sha256 of the stages' code (file contents), the data digest and the params the stages declare."""
     h = hashlib.sha256(data.encode())
     for f in _code_files(stages, root):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    kept = {
-        k: (
-            {kk: vv for kk, vv in v.items() if kk not in NOT_COMPUTATION.get(k, ())}
-            if isinstance(v, dict)
-            else v
-        )
-        for k, v in params.items()
-        if k != "report"
-    }
-    h.update(json.dumps(kept, sort_keys=True).encode())
+    h.update(json.dumps(_stage_params(stages, params, root), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
