@@ -1,5 +1,5 @@
-"""Stage pretrain: the backbone's stand-in for ImageNet — multi-label classification of which world classes
-a crop shows, on scenes rendered with random styles and a seed no dataset uses (uniseg/pretrain.py).
+"""Stage pretrain: the backbone's stand-in for ImageNet — world classes (dense by default, or which ones a
+crop shows), on scenes rendered with random styles and a seed no dataset uses (uniseg/pretrain.py).
 
 Its output, models/pretrained.pt (a backbone file, 6 MB for hrnet_w18_small), is committed to git, so
 a fresh clone does not pay for it; `model.pretrained` points to it by default."""

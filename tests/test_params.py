@@ -17,6 +17,18 @@ def test_committed_params_files_are_valid():
         assert isinstance(load_params(ROOT / name), Params), name
 
 
+def test_the_paper_profile_leaves_the_committed_backbone_up_to_date():
+    """The paper profile uses ImageNet weights; its pretrain params (and the rendered size they depend on)
+    equal the default's, so `cp params.paper.yaml params.yaml && dvc repro` does not rerun pretraining."""
+    default, paper = load_params(ROOT / "params.yaml"), load_params(ROOT / "params.paper.yaml")
+    assert paper.model.pretrained == "timm"
+    assert paper.pretrain == default.pretrain
+    assert (paper.synthetic.height, paper.synthetic.width) == (
+        default.synthetic.height,
+        default.synthetic.width,
+    )
+
+
 def test_defaults_fill_missing_sections():
     p = parse_params({"loss": "ce"})
     assert p.loss == "ce" and p.train.batch_size == Params().train.batch_size

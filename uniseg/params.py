@@ -52,11 +52,12 @@ class ModelParams(_Section):
 
 
 class PretrainParams(_Section):  # the backbone on the synthetic world (uniseg/pretrain.py)
-    task: Literal["presence", "segmentation"] = "presence"  # image-level (ImageNet-like) | dense (stronger)
+    # dense world classes (stronger than ImageNet's labels) | image-level, as ImageNet
+    task: Literal["segmentation", "presence"] = "segmentation"
     backbone: Literal[BACKBONES] = "hrnet_w18_small"
     seed: int = 0
     images: PosInt = 4000  # rendered scenes, random styles
-    iters: PosInt = 2400
+    iters: PosInt = 1600
     batch_size: PosInt = 32
     lr: Rate = 0.05
 

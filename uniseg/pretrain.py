@@ -2,11 +2,13 @@
 
 The paper's HRNets start from ImageNet weights; this machine cannot download them, and a backbone that
 starts from random weights leaves thin and rare classes unlearned within a CPU budget (docs/findings.md).
-ImageNet pretraining is image classification, so the stand-in is image-level too: multi-label
-classification of which world classes a crop contains. The images are rendered from the world with a
-seed no dataset uses and with a random style and random colours per image; the labels are world classes
-at image level, not any dataset's label space and not pixels. Only the backbone is kept — a backbone
-file that `model.pretrained` loads as it would load ImageNet weights.
+Two tasks (`pretrain.task`): `presence`, image-level as ImageNet is — multi-label classification of which
+world classes a crop contains; and `segmentation`, dense world classes per pixel, a stronger regime that
+is the default because the image-level task left the thin classes unlearned within the training budget
+(docs/benchmark.md). The images are rendered from the world with a seed no dataset uses and with a
+random style and random colours per image; the labels are world classes, not any dataset's label space.
+Only the backbone is kept — a backbone file that `model.pretrained` loads as it would load ImageNet
+weights.
 """
 
 from __future__ import annotations
@@ -150,9 +152,10 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 def pretrain_backbone(
     cfg, height: int, width: int, workers: int = 2, progress=print
 ) -> tuple[nn.Module, dict]:
-    """Train `cfg.backbone` (timm HRNet features) on world-class presence in square crops of scenes
-    rendered at height x width; cfg: PretrainParams. Returns the encoder and a summary: final loss, mean
-    and per-class average precision (percent) of presence on held-out scenes, seconds."""
+    """Train `cfg.backbone` (timm HRNet features) on `cfg.task` in square crops of scenes rendered at
+    height x width; cfg: PretrainParams. Returns the encoder and a summary: final loss, the held-out
+    scenes' mean and per-class score (percent: presence AP as `map`/`ap`, or world-class IoU as
+    `miou`/`iou`), seconds."""
     from uniseg.backbones import create_encoder
 
     torch.manual_seed(cfg.seed)
