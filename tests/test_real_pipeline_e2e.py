@@ -92,6 +92,9 @@ def test_real_data_pipeline_end_to_end(tmp_path):
     rescan = _ran(_run(["dvc", "repro", "-f", "download@kitti", "download@bdd"], work))
     assert rescan == {"download@kitti", "download@bdd"}, rescan
     assert _ran(_run(["dvc", "repro", "shard"], work)) == {"shard@kitti"}, "only the changed index re-shards"
+    training = _run(["dvc", "status", "train", "mine", "relabel", "retrain"], work)
+    assert "up to date" in training and "changed" not in training, "a test set's shards retrain nothing"
+    assert "data/shards" in _run(["dvc", "status", "evaluate"], work), "but they are re-scored"
     reader = ShardReader(work / "data/shards/kitti")
     row = reader.manifest.index[reader.manifest["key"] == "000052_10"][0]
     assert (reader.read(row).label[:4] == 0).all(), "the new label is in: road (labelId 7) is class 0"
