@@ -27,8 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cityscapes_sources(root: Path, n: int) -> None:
-    """n Cityscapes-layout val samples, 2048x1024, images with smooth structure (PNG sizes like real
+def _cityscapes_sources(root: Path, n: int, split: str = "val") -> None:
+    """n Cityscapes-layout samples of `split`, 2048x1024, images with smooth structure (PNG sizes like real
     ones rather than noise) and labelIds."""
     from PIL import Image
 
@@ -39,8 +39,8 @@ def _cityscapes_sources(root: Path, n: int) -> None:
         img = np.stack([base, base[::-1], base[:, ::-1]], -1) + rng.normal(0, 4, (1024, 2048, 3))
         label = np.where(y < 400, 23, np.where(y > 700, 7, 11)).astype(np.uint8)  # sky, road, building
         label[(x // 128 + y // 128 + k) % 7 == 0] = 26  # car blocks
-        image_dir = root / "leftImg8bit" / "val" / "city"
-        label_dir = root / "gtFine" / "val" / "city"
+        image_dir = root / "leftImg8bit" / split / "city"
+        label_dir = root / "gtFine" / split / "city"
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
@@ -94,6 +94,7 @@ def bench_loader_1080p(tmp: Path, n: int = 12, rounds: int = 3) -> dict:
 
     src = tmp / "cityscapes"
     _cityscapes_sources(src, n)
+    _cityscapes_sources(src, 1, "train")  # ingestion checks the whole official layout: train and val
     (src / "splits").mkdir()
     (src / "splits" / "val.txt").write_text("".join(f"city/city_{k:06d}_000019\n" for k in range(n)))
     ingest("cityscapes", src, tmp / "raw")
