@@ -33,7 +33,7 @@ def test_summary_is_mean_sample_std_and_a_t_interval():
     s = summarise([40.0, 42.0, 44.0])
     assert s["mean"] == 42.0 and s["std"] == 2.0
     assert s["ci95"] == pytest.approx([42 - 4.303 * 2 / 3**0.5, 42 + 4.303 * 2 / 3**0.5], abs=0.01)
-    assert summarise([41.0]) == {"mean": 41.0, "std": 0.0, "ci95": [41.0, 41.0], "per_seed": [41.0]}
+    assert summarise([41.0]) == {"mean": 41.0, "std": None, "ci95": None, "per_seed": [41.0]}
 
 
 def test_paired_differences_are_taken_per_seed_in_seed_order():

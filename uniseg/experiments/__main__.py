@@ -99,7 +99,9 @@ def headline(
     for line in stale:
         typer.echo(f"  stale (left out; `make seeds` recomputes it): {line}", err=True)
     paired = ", ".join(
-        f"{k} {v['mean']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]" for k, v in h["paired"].items()
+        f"{k} {v['mean']:+.2f} "
+        + (f"[{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]" if v["ci95"] else "(one seed)")
+        for k, v in h["paired"].items()
     )
     typer.echo(f"wrote {out} and {out.with_suffix('.md')}: {paired or 'no paired results yet'}")
 
