@@ -176,12 +176,12 @@ def results_markdown(
     lines += [
         "## Over seeds",
         "",
-        "The tables above are one run (one seed). `make seeds` trains CE, Null BCE, C-R BCE and the control "
-        "for C-R BCE over several seeds as DVC experiments and writes mean, std and 95% intervals to "
-        "[headline.md](headline.md)"
+        "The tables above are one run (one seed). `make seeds` trains CE (linear head; `--arm ce-cosine` "
+        "adds the cosine head), Null BCE, C-R BCE and its no-relations control over several seeds with the "
+        "stages' own commands and writes paired differences with 95% intervals to [headline.md](headline.md)"
         + (", copied here." if headline else "; none has been written yet.")
-        + " What the seeds do and do not show (CE vs Null BCE split per class into label-conflict gains and "
-        "slowly learned small classes; the no-relations control for C-R BCE) is worked out in "
+        + " What the seeds do and do not show (which classes carry Null BCE's lead over each CE baseline; "
+        "C-R BCE against the same training without relations) is worked out in "
         "[docs/findings.md](../docs/findings.md).",
         "",
     ]
