@@ -203,35 +203,36 @@ def pretrain_backbone(
     return model.encoder, {**summary, per_class: named, "seconds": round(time.perf_counter() - start)}
 
 
-@torch.no_grad()
-def evaluate_presence(model: Classifier, held_out, crop: int) -> torch.Tensor:
-    """Per-class AP of presence on the centre crop of every held-out scene."""
+def _centre_crops(held_out, crop: int, batch: int = 64):
+    """(normalised images [B,3,c,c], world maps [B,c,c]) of the centre crop of every held-out scene."""
     images, worlds = (torch.from_numpy(a) for a in held_out)
     h, w = worlds.shape[1:]
     y0, x0 = (h - crop) // 2, (w - crop) // 2
+    for s in range(0, len(images), batch):
+        x = images[s : s + batch, y0 : y0 + crop, x0 : x0 + crop]
+        yield normalise(x.permute(0, 3, 1, 2)), worlds[s : s + batch, y0 : y0 + crop, x0 : x0 + crop]
+
+
+@torch.no_grad()
+def evaluate_presence(model: Classifier, held_out, crop: int) -> torch.Tensor:
+    """Per-class AP of presence on the centre crop of every held-out scene."""
     model.eval()
     scores, targets = [], []
-    for s in range(0, len(images), 64):
-        x = images[s : s + 64, y0 : y0 + crop, x0 : x0 + crop]
-        scores.append(model(normalise(x.permute(0, 3, 1, 2))))
-        targets.append(presence(worlds[s : s + 64, y0 : y0 + crop, x0 : x0 + crop], MIN_PIXELS))
+    for x, world in _centre_crops(held_out, crop):
+        scores.append(model(x))
+        targets.append(presence(world, MIN_PIXELS))
     return average_precision(torch.cat(scores), torch.cat(targets))
 
 
 @torch.no_grad()
 def evaluate_dense(model: Segmenter, held_out, crop: int) -> torch.Tensor:
     """Per-world-class IoU of the dense variant on the centre crop of every held-out scene."""
-    images, worlds = (torch.from_numpy(a) for a in held_out)
-    h, w = worlds.shape[1:]
-    y0, x0 = (h - crop) // 2, (w - crop) // 2
     model.eval()
     n = len(WORLD_CLASSES)
     conf = torch.zeros(n * n, dtype=torch.float64)
-    for s in range(0, len(images), 64):
-        x = images[s : s + 64, y0 : y0 + crop, x0 : x0 + crop]
-        pred = model(normalise(x.permute(0, 3, 1, 2))).argmax(1)
-        gt = worlds[s : s + 64, y0 : y0 + crop, x0 : x0 + crop].long()
-        conf += torch.bincount((gt * n + pred).flatten(), minlength=n * n).double()
+    for x, world in _centre_crops(held_out, crop):
+        pred = model(x).argmax(1)
+        conf += torch.bincount((world.long() * n + pred).flatten(), minlength=n * n).double()
     conf = conf.view(n, n)
     union = conf.sum(0) + conf.sum(1) - conf.diag()
     return torch.where(union > 0, conf.diag() / union.clamp(min=1), torch.full((n,), math.nan))
