@@ -14,13 +14,14 @@ from uniseg.experiments.headline import collect, render, summarise, write_headli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _record(world, seed, arm, unseen, rider=50.0, relations=None):
+def _record(world, seed, arm, unseen, rider=50.0, relations=None, device="cpu AVX2"):
     datasets = {"kitti": {"miou": unseen, "iou": {"rider": rider}}, "camvid": {"miou": unseen}}
     return {
         "world": world,
         "seed": seed,
         "arm": arm,
         "seconds": 60,
+        "device": device,
         "metrics": {
             "unseen": {**datasets, "mean": unseen},
             "seen": {"cityscapes": {"miou": unseen + 5}, "mean": unseen + 5},
@@ -54,6 +55,19 @@ def test_paired_differences_are_taken_per_seed_in_seed_order():
     assert h["arms"]["crbce"]["seeds"] == [0], "an arm run for some seeds only says which"
     text = render(h)
     assert "| nullbce_minus_ce | 1.50 ± 0.71 |" in text and "+2.0, +1.0" in text
+
+
+def test_the_headline_says_which_seeds_ran_on_which_device():
+    records = [
+        _record(0, 0, "ce", 40.0),
+        _record(0, 0, "nullbce", 41.0),
+        _record(0, 2, "ce", 42.0, device="cuda NVIDIA H200"),
+        _record(0, 1, "nullbce", 43.0),
+    ]
+    del records[3]["device"]  # a result stored before devices were recorded
+    h = collect(records)
+    assert h["devices"] == {"cpu AVX2": [0], "not recorded": [1], "cuda NVIDIA H200": [2]}
+    assert "Computed on cpu AVX2: seeds 0; not recorded: seeds 1; cuda NVIDIA H200: seeds 2." in render(h)
 
 
 def test_a_second_world_is_kept_apart_and_the_default_world_is_the_top_level():

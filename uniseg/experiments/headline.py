@@ -90,7 +90,11 @@ def world_headline(records: list[dict]) -> dict:
     for r in records:
         by_arm.setdefault(r["arm"], {})[r["seed"]] = r
     seeds = sorted({r["seed"] for r in records})
-    out: dict = {"seeds": seeds, "arms": {}, "paired": {}, "classes": {}, "relations": {}}
+    out: dict = {"seeds": seeds, "arms": {}, "paired": {}, "classes": {}, "relations": {}, "devices": {}}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        seeds_on = out["devices"].setdefault(r.get("device", "not recorded"), [])
+        if r["seed"] not in seeds_on:
+            seeds_on.append(r["seed"])
     for arm in (a for a in TITLES if a in by_arm):
         runs = by_arm[arm]
         ran, values = _series(runs, seeds, lambda r: _value(r, "unseen"))
@@ -138,7 +142,8 @@ def collect(records: list[dict], default_world: int = 0) -> dict:
     for w in sorted({r["world"] for r in records}):
         worlds[str(w)] = world_headline([r for r in records if r["world"] == w])
     top = worlds.get(
-        str(default_world), {"seeds": [], "arms": {}, "paired": {}, "classes": {}, "relations": {}}
+        str(default_world),
+        {"seeds": [], "arms": {}, "paired": {}, "classes": {}, "relations": {}, "devices": {}},
     )
     return {**top, "default_world": default_world, "worlds": worlds}
 
@@ -161,6 +166,9 @@ def render(headline: dict) -> str:
     for world, h in headline["worlds"].items():
         default = " (the default world)" if int(world) == headline["default_world"] else ""
         lines += ["", f"## World {world}{default}: seeds {', '.join(map(str, h['seeds']))}", ""]
+        if h.get("devices"):
+            where = "; ".join(f"{d}: seeds {', '.join(map(str, s))}" for d, s in h["devices"].items())
+            lines += [f"Computed on {where}.", ""]
         lines += [
             "| arm | what | unseen mean | 95 % interval | per seed | seen mean | minutes |",
             "|---|---|---|---|---|---|---:|",

@@ -16,6 +16,9 @@ training (the code of the stages that make the model, the pretrained backbone, t
 bytes, the params) and of the evaluation (plus the evaluate stage's code and every scored dataset). A result whose fingerprints are current is never
 recomputed; one whose evaluation alone is stale is re-scored from the model kept in `.seeds/` when it is
 still there. So a headline can be completed over several sittings, and nobody recomputes what is valid.
+Each result also records the device it was computed on (`compute_device`): the same code, data and params
+give slightly different numbers on a GPU or on a CPU with other vector instructions, so the fingerprints
+do not cover the device, but the headline says which seeds ran where.
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ ARM_STAGES = {
 PRESENTATION = ("uniseg/report", "uniseg/colours.py", "uniseg/datasets/preview.py")
 # Params that change how a run is executed or reported, not what it computes.
 NOT_COMPUTATION = {"train": {"workers", "checkpoint_every", "log_every"}, "shard": {"workers"}}
+
+
+def compute_device() -> str:
+    """What the stage commands compute on: CUDA when there is a GPU (they pick it), else the CPU, named by
+    the vector instructions its kernels use (AVX2 and AVX-512 kernels round differently)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda {torch.cuda.get_device_name(0)}"
+    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
 
 
 def _deep_update(base: dict, update: dict) -> dict:
@@ -328,10 +341,13 @@ class Runner:
             "arm": arm,
             "fingerprint": prints,
             "seconds": round(time.monotonic() - start),
+            "device": compute_device(),
             "metrics": metrics,
             "relations": relations,
         }
-        if state == "evaluate":  # keep the training cost of the first run
-            record["seconds"] = json.loads(path.read_text(encoding="utf-8")).get("seconds", record["seconds"])
+        if state == "evaluate":  # keep the training cost and device of the first run
+            first = json.loads(path.read_text(encoding="utf-8"))
+            record["seconds"] = first.get("seconds", record["seconds"])
+            record["device"] = first.get("device", record["device"])
         write_json(path, record, indent=1)
         return "ran" if state == "run" else "re-evaluated"
