@@ -15,6 +15,7 @@ from uniseg.data import EpochSampler, EvalSet, TrainSet
 from uniseg.datasets.layout import DatasetMeta, read_meta, write_meta
 from uniseg.datasets.real import ingest
 from uniseg.errors import DataError
+from uniseg.experiments.seeds import content_digest
 from uniseg.packing import write_shards
 from uniseg.shards import ShardReader
 
@@ -59,6 +60,19 @@ def test_shards_are_byte_identical_across_runs_and_worker_counts(tmp_path):
     write_shards(raw, tmp_path / "a", 15, 4, workers=1, progress=False)
     write_shards(raw, tmp_path / "b", 15, 4, workers=2, progress=False)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_the_content_digest_follows_the_pixels_not_the_files(tmp_path):
+    raw = _dataset(tmp_path / "raw", n=6)
+    write_shards(raw, tmp_path / "a", 15, 4, workers=1, progress=False)
+    write_shards(raw, tmp_path / "b", 15, 2, workers=1, progress=False)
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "b"), "other shard files"
+    assert content_digest(tmp_path / "a") == content_digest(tmp_path / "b"), "the same samples"
+    image = np.asarray(Image.open(raw / "train" / "s004.png")).copy()
+    image[:4, :4] = 255 - image[:4, :4]
+    Image.fromarray(image).save(raw / "train" / "s004.png")
+    write_shards(raw, tmp_path / "c", 15, 4, workers=1, progress=False)
+    assert content_digest(tmp_path / "c") != content_digest(tmp_path / "a"), "some pixels changed"
 
 
 def _corrupt(raw, what):

@@ -36,6 +36,7 @@ from uniseg.errors import UserError
 from uniseg.fsio import write_json
 from uniseg.params import load_params, parse_params
 from uniseg.scores import Metrics, read_relation_metrics
+from uniseg.shards import ShardReader
 
 ARMS = ("ce", "ce-cosine", "nullbce", "crbce", "control")
 DEFAULT_ARMS = ("ce", "nullbce", "crbce", "control")
@@ -49,7 +50,7 @@ OVERRIDES = {  # params of each arm, over params.yaml
 BASE = {"crbce": "nullbce", "control": "nullbce"}  # arms retrained from another arm's model
 DATASET_STAGES = ("download", "shard")
 # The dvc.yaml stages whose code decides an arm's model and mined relations. Their deps include the
-# pretrained backbone file (hashed by content); the data enter as the shards' bytes (data_digest).
+# pretrained backbone file (hashed by content); the data enter as the shards' content (data_digest).
 ARM_STAGES = {
     "ce": ("train",),
     "ce-cosine": ("train",),
@@ -116,13 +117,37 @@ def _code_files(stages: tuple[str, ...], root: Path) -> list[Path]:
     return sorted(files)
 
 
+def content_digest(directory: Path) -> str:
+    """sha256 of one dataset's shards by what they hold: dataset.json, skipped.json and every sample
+    (split, key, decoded image, label and world pixels) in manifest order. Two packings of the same
+    samples digest alike whatever wrote them: PNG compressors and Arrow writers of other library versions
+    differ in the bytes, not in the pixels. (Here, not in uniseg/shards.py, which every stage depends on:
+    a change there would make every stored result stale.)"""
+    reader, h = ShardReader(directory), hashlib.sha256()
+    for name in ("dataset.json", "skipped.json"):
+        h.update((reader.directory / name).read_bytes() + b"\0")
+    for i in range(len(reader)):
+        sample = reader.read(i)
+        h.update(f"{sample.split}/{sample.key}".encode() + b"\0")
+        for pixels in (sample.image, sample.label, sample.world):
+            h.update(b"-" if pixels is None else str(pixels.shape).encode() + pixels.tobytes())
+    return h.hexdigest()
+
+
+_DIGESTS: dict[tuple, str] = {}  # content digests, by the shard files' names, sizes and mtimes
+
+
 def data_digest(folders: list[Path]) -> str:
-    """sha256 of every file of the given shard folders: results depend on the data's bytes, not on the
-    code that rendered and packed them (a rewrite of packing that gives the same shards keeps them)."""
+    """sha256 of the datasets' shards by content (`shards.content_digest`): results depend on the samples,
+    not on the code or the library versions that rendered and packed them (a rewrite of packing, or
+    another Pillow's PNG compressor, that gives the same pixels keeps them)."""
     h = hashlib.sha256()
-    for folder in folders:
-        for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for folder in map(Path, folders):
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        key = (str(folder.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+        if key not in _DIGESTS:
+            _DIGESTS[key] = content_digest(folder)
+        h.update(folder.name.encode() + b"\0" + _DIGESTS[key].encode())
     return h.hexdigest()
 
 
