@@ -67,6 +67,7 @@ def test_the_headline_says_which_seeds_ran_on_which_device():
     del records[3]["device"]  # a result stored before devices were recorded
     h = collect(records)
     assert h["devices"] == {"cpu AVX2": [0], "not recorded": [1], "cuda NVIDIA H200": [2]}
+    assert h["arms"]["ce"]["minutes"] == {"cpu AVX2": 1.0, "cuda NVIDIA H200": 1.0}, "costs kept apart"
     assert "Computed on cpu AVX2: seeds 0; not recorded: seeds 1; cuda NVIDIA H200: seeds 2." in render(h)
 
 

@@ -104,7 +104,10 @@ def world_headline(records: list[dict]) -> dict:
         entry["unseen"] = {
             d: summarise(_series(runs, seeds, lambda r, d=d: _value(r, "unseen", d))[1]) for d in names
         }
-        entry["minutes"] = round(statistics.fmean(r["seconds"] for r in runs.values()) / 60, 1)
+        by_device: dict[str, list[int]] = {}  # a run's cost depends on where it ran: kept apart
+        for r in runs.values():
+            by_device.setdefault(r.get("device", "not recorded"), []).append(r["seconds"])
+        entry["minutes"] = {d: round(statistics.fmean(s) / 60, 1) for d, s in by_device.items()}
         out["arms"][arm] = entry
     for name, (a, b) in PAIRS.items():
         if a not in by_arm or b not in by_arm:
@@ -170,14 +173,14 @@ def render(headline: dict) -> str:
             where = "; ".join(f"{d}: seeds {', '.join(map(str, s))}" for d, s in h["devices"].items())
             lines += [f"Computed on {where}.", ""]
         lines += [
-            "| arm | what | unseen mean | 95 % interval | per seed | seen mean | minutes |",
+            "| arm | what | unseen mean | 95 % interval | per seed | seen mean | minutes per seed |",
             "|---|---|---|---|---|---|---:|",
         ]
         for arm, a in h["arms"].items():
             only = "" if a["seeds"] == h["seeds"] else f" (seeds {', '.join(map(str, a['seeds']))})"
             lines.append(
                 f"| {arm} | {TITLES[arm]}{only} | {_fmt(a)} | {', '.join(f'{v:.1f}' for v in a['per_seed'])} | "
-                f"{a['seen']['mean']:.1f} | {a['minutes']} |"
+                f"{a['seen']['mean']:.1f} | {', '.join(f'{m} ({d})' for d, m in a['minutes'].items())} |"
             )
         if h["paired"]:
             lines += [
