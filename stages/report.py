@@ -9,10 +9,10 @@ from pathlib import Path
 import typer
 
 from uniseg.errors import exit_on_user_error
-from uniseg.experiments.headline import headline_for
+from uniseg.experiments.headline import headline_for, read_headline
 from uniseg.fsio import atomic_dir, write_text
 from uniseg.params import load_params
-from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_panels
+from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_headline, plot_panels
 from uniseg.report.results import results_markdown
 from uniseg.scores import Metrics, read_details, read_examples, read_relation_metrics
 
@@ -40,6 +40,7 @@ def main(
         losses = {m: read_details(eval_dir, m)["model"].get("loss", m) for m in metrics.models}
         predictions = {m: read_examples(eval_dir, m) for m in metrics.models}
         made = []
+        headline = headline_for(p, headline_path)  # only a headline made from this data and profile
         with atomic_dir(figures) as tmp:
             for group in ("unseen", "seen"):
                 if plot_group_bars(metrics, losses, group, tmp / f"{group}.png"):
@@ -52,11 +53,12 @@ def main(
             ):
                 if plot_panels(example_rows(predictions, datasets, shards, losses), tmp / name):
                     made.append(name)
+            if headline and plot_headline(read_headline(headline_path), tmp / "headline.png"):
+                made.append("headline.png")
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
-        headline = headline_for(p, headline_path)  # only a headline made from this data and profile
         relations = read_relation_metrics(relations_path)
         text = results_markdown(
             metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline

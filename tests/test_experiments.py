@@ -71,6 +71,23 @@ def test_the_headline_says_which_seeds_ran_on_which_device():
     assert "Computed on cpu AVX2: seeds 0; not recorded: seeds 1; cuda NVIDIA H200: seeds 2." in render(h)
 
 
+def test_the_paired_differences_are_drawn_per_world(tmp_path):
+    from PIL import Image
+
+    from uniseg.report.figures import plot_headline
+
+    records = [
+        _record(w, s, arm, 40.0 + s + (arm == "nullbce"))
+        for w in (0, 1)
+        for s in (0, 1)
+        for arm in ("ce", "nullbce")
+    ]
+    assert plot_headline(collect(records), tmp_path / "headline.png")
+    assert Image.open(tmp_path / "headline.png").size[0] > Image.open(tmp_path / "headline.png").size[1]
+    assert not plot_headline(collect([_record(0, 0, "ce", 40.0)]), tmp_path / "none.png"), "nothing paired"
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_a_second_world_is_kept_apart_and_the_default_world_is_the_top_level():
     records = [
         _record(w, s, a, 40.0 + w + (a == "nullbce"))

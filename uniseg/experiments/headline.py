@@ -230,8 +230,14 @@ def write_headline(
 def headline_for(params, markdown: Path) -> str | None:
     """headline.md's text when its headline.json says it was made from the same data source and
     benchmark size as `params` (a real-data report never shows the synthetic headline), else None."""
-    summary = Path(markdown).with_suffix(".json")
-    if not (Path(markdown).is_file() and summary.is_file()):
+    summary = read_headline(markdown)
+    if summary is None or not Path(markdown).is_file():
         return None
-    made_from = json.loads(summary.read_text(encoding="utf-8")).get("profile")
+    made_from = summary.get("profile")
     return Path(markdown).read_text(encoding="utf-8") if made_from == profile_of(params) else None
+
+
+def read_headline(markdown: Path) -> dict | None:
+    """headline.json beside `markdown` (headline.md), or None when there is none."""
+    summary = Path(markdown).with_suffix(".json")
+    return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None

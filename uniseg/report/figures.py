@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, Agg backend): mIoU bars per group, the cross-label-space matrix,
-example predictions, and the heat map of mined similarities. Each is written with `save_figure`."""
+example predictions, the heat map of mined similarities and the seeds headline's paired differences.
+Each is written with `save_figure`."""
 
 from __future__ import annotations
 
@@ -177,3 +178,48 @@ def plot_similarity(
     ax.set_title("s: pixels of (dataset: class) vs. every union class weight (cyan: mined relation)")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_headline(headline: dict, path: Path) -> bool:
+    """The seeds headline's paired differences (headline.json), one panel per world: a dot per seed
+    (its marker says the device it ran on), the mean with its 95 % interval, and zero."""
+    from uniseg.experiments.headline import PAIRS
+
+    worlds = {w: h for w, h in headline.get("worlds", {}).items() if h.get("paired")}
+    if not worlds:
+        return False
+    names = [n for n in PAIRS if any(n in h["paired"] for h in worlds.values())]
+    plt = pyplot()
+    fig, axes = plt.subplots(
+        1,
+        len(worlds),
+        figsize=(5 * len(worlds) + 1.5, 0.8 * len(names) + 1.8),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    markers, legend = {}, {}
+    for ax, (world, h) in zip(axes[0], worlds.items(), strict=True):
+        device_of = {s: d for d, seeds in h.get("devices", {}).items() for s in seeds}
+        for y, name in enumerate(names):
+            d = h["paired"].get(name)
+            if not d:
+                continue
+            for seed, value in zip(d["seeds"], d["per_seed"], strict=True):
+                device = device_of.get(seed, "not recorded")
+                marker = markers.setdefault(device, "osD^v"[len(markers) % 5])
+                (dot,) = ax.plot(value, y - 0.15, marker, color="C0", alpha=0.7, ms=5)
+                legend.setdefault(f"one seed ({device})", dot)
+            if d["ci95"]:
+                (bar,) = ax.plot(d["ci95"], [y + 0.15] * 2, color="k", lw=2)
+                legend.setdefault("mean and 95 % interval", bar)
+            ax.plot(d["mean"], y + 0.15, "|", color="k", ms=12, mew=2)
+        ax.axvline(0, color="grey", lw=1, ls="--")
+        ax.set_title(f"world {world}: seeds {', '.join(map(str, h['seeds']))}", fontsize=10)
+        ax.set_xlabel("paired difference of the unseen mean (mIoU points)")
+    axes[0][0].set_yticks(range(len(names)), [" − ".join(PAIRS[n]) for n in names])
+    axes[0][0].set_ylim(len(names) - 0.5, -0.5)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    save_figure(fig, path)
+    return True

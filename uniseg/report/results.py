@@ -191,6 +191,9 @@ def results_markdown(
         while body and not body[0].strip():
             body.pop(0)
         lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
+    seeds_figures = [f for f in figures if Path(f).name == "headline.png"]
+    figures = [f for f in figures if f not in seeds_figures]
+    lines += [f"![paired differences over seeds]({f})" for f in seeds_figures] + [""] * bool(seeds_figures)
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
         "",
