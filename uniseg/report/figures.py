@@ -183,12 +183,10 @@ def plot_similarity(
 def plot_headline(headline: dict, path: Path) -> bool:
     """The seeds headline's paired differences (headline.json), one panel per world: a dot per seed
     (its marker says the device it ran on), the mean with its 95 % interval, and zero."""
-    from uniseg.experiments.headline import PAIRS
-
     worlds = {w: h for w, h in headline.get("worlds", {}).items() if h.get("paired")}
     if not worlds:
         return False
-    names = [n for n in PAIRS if any(n in h["paired"] for h in worlds.values())]
+    names = list(dict.fromkeys(n for h in worlds.values() for n in h["paired"]))  # the headline's order
     plt = pyplot()
     fig, axes = plt.subplots(
         1,
@@ -217,7 +215,7 @@ def plot_headline(headline: dict, path: Path) -> bool:
         ax.axvline(0, color="grey", lw=1, ls="--")
         ax.set_title(f"world {world}: seeds {', '.join(map(str, h['seeds']))}", fontsize=10)
         ax.set_xlabel("paired difference of the unseen mean (mIoU points)")
-    axes[0][0].set_yticks(range(len(names)), [" − ".join(PAIRS[n]) for n in names])
+    axes[0][0].set_yticks(range(len(names)), [n.replace("_minus_", " − ") for n in names])
     axes[0][0].set_ylim(len(names) - 0.5, -0.5)
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
