@@ -71,6 +71,24 @@ def test_the_headline_says_which_seeds_ran_on_which_device():
     assert "Computed on cpu AVX2: seeds 0; not recorded: seeds 1; cuda NVIDIA H200: seeds 2." in render(h)
 
 
+def test_targets_are_judged_on_the_headline():
+    rel = {"precision": 0.9, "recall": 0.5}
+    records = [_record(0, s, "ce", 40.0 + s) for s in range(5)]
+    records += [_record(0, s, "nullbce", 42.0 + s + 0.1 * s) for s in range(5)]
+    records += [_record(0, s, "crbce", 45.0, relations=rel) for s in range(5)]
+    records += [_record(0, s, "control", 45.2) for s in range(5)]
+    records += [_record(1, 0, "ce", 40.0), _record(1, 0, "nullbce", 39.0)]
+    rows = collect(records)["targets"]
+    assert [(t["world"], t["met"]) for t in rows] == [(0, True), (0, False), (0, False), (1, False)]
+    assert rows[0]["measured"].startswith("+2.20 [") and rows[0]["measured"].endswith(", 5 seeds")
+    assert rows[1]["measured"].startswith("-0.20 [")
+    assert rows[2]["measured"] == "0.90 / 0.50", "precision met, recall not: not met"
+    assert "sign" in rows[3]["target"], "world 1 is judged by the default world's sign, and has the other"
+    three = [r for r in records if r["seed"] < 3]  # three seeds: an interval above 0, but too few seeds
+    assert collect(three)["targets"][0]["met"] is False
+    assert "| 0 | C-R BCE − control ≥ 0 |" in render(collect(three))
+
+
 def test_the_paired_differences_are_drawn_per_world(tmp_path):
     from PIL import Image
 
