@@ -53,18 +53,18 @@ def main(
             ):
                 if plot_panels(example_rows(predictions, datasets, shards, losses), tmp / name):
                     made.append(name)
-            if headline and plot_headline(read_headline(headline_path), tmp / "headline.png"):
-                made.append("headline.png")
+            drawn = bool(headline) and plot_headline(read_headline(headline_path), tmp / "headline.png")
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
         relations = read_relation_metrics(relations_path)
         text = results_markdown(
-            metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline
-        )
+            metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline,
+            str(base / "headline.png") if drawn else None,
+        )  # fmt: skip
         write_text(out, text)
-    typer.echo(f"report: {out} with {len(made)} figures in {figures}/")
+    typer.echo(f"report: {out} with {len(made) + drawn} figures in {figures}/")
 
 
 if __name__ == "__main__":

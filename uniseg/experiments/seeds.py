@@ -138,13 +138,13 @@ _DIGESTS: dict[tuple, str] = {}  # content digests, by the shard files' names, s
 
 
 def data_digest(folders: list[Path]) -> str:
-    """sha256 of the datasets' shards by content (`shards.content_digest`): results depend on the samples,
+    """sha256 of the datasets' shards by content (`content_digest`): results depend on the samples,
     not on the code or the library versions that rendered and packed them (a rewrite of packing, or
     another Pillow's PNG compressor, that gives the same pixels keeps them)."""
     h = hashlib.sha256()
     for folder in map(Path, folders):
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        key = (str(folder.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+        stats = sorted((p.name, p.stat()) for p in folder.rglob("*") if p.is_file())
+        key = (str(folder.resolve()), *((name, st.st_size, st.st_mtime_ns) for name, st in stats))
         if key not in _DIGESTS:
             _DIGESTS[key] = content_digest(folder)
         h.update(folder.name.encode() + b"\0" + _DIGESTS[key].encode())

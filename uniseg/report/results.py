@@ -135,8 +135,10 @@ def results_markdown(
     figures: Sequence[str],
     protocol: str = "both",
     headline: str | None = None,
+    headline_figure: str | None = None,
 ) -> str:
-    """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds"."""
+    """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds" with
+    `headline_figure` (its paired differences) below it."""
     lines = [
         "# Results",
         "",
@@ -191,9 +193,8 @@ def results_markdown(
         while body and not body[0].strip():
             body.pop(0)
         lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
-    seeds_figures = [f for f in figures if Path(f).name == "headline.png"]
-    figures = [f for f in figures if f not in seeds_figures]
-    lines += [f"![paired differences over seeds]({f})" for f in seeds_figures] + [""] * bool(seeds_figures)
+    if headline_figure:
+        lines += [f"![paired differences over seeds]({headline_figure})", ""]
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
         "",
