@@ -9,12 +9,18 @@ from pathlib import Path
 import typer
 
 from uniseg.errors import exit_on_user_error
-from uniseg.experiments.headline import headline_for, read_headline
 from uniseg.fsio import atomic_dir, write_text
 from uniseg.params import load_params
 from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_headline, plot_panels
 from uniseg.report.results import results_markdown
-from uniseg.scores import Metrics, read_details, read_examples, read_relation_metrics
+from uniseg.scores import (
+    Metrics,
+    headline_markdown,
+    read_details,
+    read_examples,
+    read_headline,
+    read_relation_metrics,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -40,7 +46,7 @@ def main(
         losses = {m: read_details(eval_dir, m)["model"].get("loss", m) for m in metrics.models}
         predictions = {m: read_examples(eval_dir, m) for m in metrics.models}
         made = []
-        headline = headline_for(p, headline_path)  # only a headline made from this data and profile
+        headline = headline_markdown(p, headline_path)  # only a headline made from this data and profile
         with atomic_dir(figures) as tmp:
             for group in ("unseen", "seen"):
                 if plot_group_bars(metrics, losses, group, tmp / f"{group}.png"):

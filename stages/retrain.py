@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from uniseg.engine import TrainJob, relaunch_with_torchrun, train_model
+from uniseg.distributed import relaunch_with_torchrun
+from uniseg.engine import TrainJob, train_model
 from uniseg.errors import exit_on_user_error
 from uniseg.params import load_params
 from uniseg.relations import read_multilabels, relation_triples

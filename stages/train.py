@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from uniseg.engine import TrainJob, relaunch_with_torchrun, train_model
+from uniseg.distributed import relaunch_with_torchrun
+from uniseg.engine import TrainJob, train_model
 from uniseg.errors import exit_on_user_error
 from uniseg.params import load_params
 

@@ -73,7 +73,7 @@ def test_scorer_keeps_label_space_alignment_when_a_class_is_missing():
     labels = torch.tensor([[[0, 1, 2]]], dtype=torch.uint8)  # road, rider (missing: not scored), car
     scorer.update(probs, labels)
     r = scorer.result()
-    assert r["miou"] == 100.0 and r["classes"] == 2 and r["missing"] == ["rider"]
+    assert r.miou["restricted"] == 100.0 and r.classes["restricted"] == 2 and r.missing == ["rider"]
 
 
 def test_a_test_space_with_no_class_in_the_union_is_a_clear_error():

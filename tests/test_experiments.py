@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from uniseg.experiments.grid import render_table
-from uniseg.experiments.headline import collect, render, summarise, write_headline
+from uniseg.experiments.headline import collect, summarise, write_headline
+from uniseg.report.headline import render
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,13 +181,15 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tmp_path, m
 
 
 def test_a_report_shows_the_headline_only_for_the_data_and_profile_it_was_made_from(tmp_path):
-    from uniseg.experiments.headline import headline_for, profile_of
     from uniseg.params import parse_params
+    from uniseg.scores import headline_markdown, headline_profile
 
     synthetic = parse_params({})
-    write_headline(tmp_path / "none", tmp_path / "headline.json", profile=profile_of(synthetic))
-    assert headline_for(synthetic, tmp_path / "headline.md").startswith("# Headline over seeds")
+    write_headline(tmp_path / "none", tmp_path / "headline.json", profile=headline_profile(synthetic))
+    assert headline_markdown(synthetic, tmp_path / "headline.md").startswith("# Headline over seeds")
     real = parse_params({"data": {"source": "real"}})
-    assert headline_for(real, tmp_path / "headline.md") is None, "no synthetic headline in a real-data report"
+    assert headline_markdown(real, tmp_path / "headline.md") is None, (
+        "no synthetic headline in a real-data report"
+    )
     tiny = parse_params({"synthetic": {"height": 64, "width": 128}})
-    assert headline_for(tiny, tmp_path / "headline.md") is None
+    assert headline_markdown(tiny, tmp_path / "headline.md") is None

@@ -7,6 +7,7 @@ import torch
 from uniseg import IGNORE
 from uniseg.errors import DataError
 from uniseg.models import build_model
+from uniseg.relation_scores import score_relations, tau_sweep
 from uniseg.relations import (
     accumulate_similarities,
     auto_tau,
@@ -14,9 +15,7 @@ from uniseg.relations import (
     mine_similarities,
     read_multilabels,
     read_similarity,
-    score_relations,
     similarity_table,
-    tau_sweep,
     write_similarity,
 )
 from uniseg.report.relations import relations_markdown

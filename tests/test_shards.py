@@ -15,7 +15,7 @@ from uniseg.data import EpochSampler, EvalSet, TrainSet
 from uniseg.datasets.layout import DatasetMeta, read_meta, write_meta
 from uniseg.datasets.real import ingest
 from uniseg.errors import DataError
-from uniseg.experiments.seeds import content_digest
+from uniseg.experiments.fingerprints import content_digest
 from uniseg.packing import write_shards
 from uniseg.shards import ShardReader
 

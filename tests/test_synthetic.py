@@ -19,7 +19,7 @@ from uniseg.datasets.synthetic import (
     load_policy,
     world_to_space_lut,
 )
-from uniseg.datasets.synthetic.world import render
+from uniseg.datasets.synthetic.appearance import render
 from uniseg.errors import DataError
 from uniseg.params import SyntheticParams
 
@@ -90,7 +90,7 @@ def test_the_synthetic_label_spaces_are_the_real_ones_whole():
     for d in TRAIN + ["kitti", "wilddash", "camvid"]:
         assert label_space(d) == taxonomy.label_space(load_policy(d).like), d
     synthetic = taxonomy.union(label_space(d) for d in TRAIN)
-    assert synthetic == taxonomy.union_of(TRAIN) and len(synthetic) == 70
+    assert synthetic == taxonomy.union(map(taxonomy.label_space, TRAIN)) and len(synthetic) == 70
     rendered = {n for d in TRAIN for n in load_policy(d).labels.values() if n}
     assert rendered < set(synthetic)
 

@@ -38,7 +38,7 @@ def test_label_space_sizes(name, size):
     ],
 )
 def test_union_sizes_are_the_papers(mix, size):
-    union = taxonomy.union_of(mix)
+    union = taxonomy.union(map(taxonomy.label_space, mix))
     assert len(union) == size and union == sorted(union)
 
 
@@ -55,7 +55,7 @@ def test_aliases_are_data():
 
 
 def test_resolution_reports_missing_classes_and_keeps_alignment():
-    union = taxonomy.union_of(["cityscapes", "idd", "bdd"])
+    union = taxonomy.union(map(taxonomy.label_space, ["cityscapes", "idd", "bdd"]))
     res = taxonomy.resolve(taxonomy.label_space("camvid"), union, taxonomy.dataset_info("camvid").fallbacks)
     assert res.missing == ()
     assert res.fallbacks_used == {"bicyclist": "rider"}, "explicit, documented fallback"

@@ -51,9 +51,6 @@ class TrainSet(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def dataset_sizes(self) -> list[int]:
-        return [sum(1 for d, _ in self.items if d == k) for k in range(len(self.readers))]
-
     def __getitem__(self, job: tuple[int, int] | int):
         index, seed = job if isinstance(job, tuple) else (job, index_seed(0, job))
         d, row = self.items[index]

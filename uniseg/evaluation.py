@@ -18,6 +18,7 @@ from uniseg.data import EvalSet, iter_batches, make_eval_loader
 from uniseg.datasets.layout import read_meta
 from uniseg.errors import DataError, UserError
 from uniseg.protocols import ScoreMaps, Scorer, Target, make_target
+from uniseg.scores import cross_name
 
 GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
 
@@ -57,7 +58,7 @@ class Task:
     """Score the `split` images of `images` in label space `space` (group: unseen | seen | cross)."""
 
     group: str
-    name: str  # metric key under the group: the dataset, or "<i>_in_<j>" for cross
+    name: str  # metric key under the group: the dataset, or scores.cross_name(images, space) for cross
     images: str
     space: str
 
@@ -74,7 +75,7 @@ def plan_tasks(
     tasks = [Task("unseen", d, d, d) for d in list(unseen) + [d for d in leave_one_out if d not in unseen]]
     tasks += [Task("seen", d, d, d) for d in seen if d in train]
     if cross:
-        tasks += [Task("cross", f"{i}_in_{j}", i, j) for i in train for j in train if i != j]
+        tasks += [Task("cross", cross_name(i, j), i, j) for i in train for j in train if i != j]
     return tasks
 
 
@@ -138,7 +139,7 @@ def evaluate_model(
 ) -> tuple[dict, dict]:
     """Score `model` (with its ModelInfo) on every task of params `p` (data.source, evaluate.*).
     multilabels: the relabel table (real data: the merged protocol's relations). progress: the label of
-    a progress bar per image set ("" for none). Returns ({Task: Scorer.result()}, examples): examples =
+    a progress bar per image set ("" for none). Returns ({Task: TaskScore}, examples): examples =
     {dataset: [(key, prediction)]}, the restricted predictions of the first report.figure_images val
     images of each unseen dataset (one of each seen one), for the report's panels."""
     from tqdm import tqdm

@@ -113,16 +113,3 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def remove_stale_temporaries(directory: str | os.PathLike) -> None:
-    """Delete leftovers of killed writers (`.name.*.tmp`) in `directory`."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return
-    for p in directory.iterdir():
-        if p.name.startswith(".") and (p.name.endswith(".tmp") or ".old-" in p.name):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)

@@ -240,6 +240,12 @@ def sigmoid_prior(num_classes: int) -> float:
     return -math.log(max(num_classes - 1, 1))
 
 
+def prior_offset(classifier: str, loss: str, num_classes: int) -> float:
+    """The offset a model's sigmoid scores use: the prior for a cosine head trained with a sigmoid loss,
+    else 0 (a linear head starts with the prior as its bias; softmax is shift-invariant)."""
+    return sigmoid_prior(num_classes) if classifier == "cosine" and loss_spec(loss).sigmoid else 0.0
+
+
 def normalise_loss(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """total / (valid pixels over all processes). DDP averages gradients over processes, so the local
     sum is scaled by the world size: the result is the global per-pixel mean."""

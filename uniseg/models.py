@@ -8,7 +8,6 @@ per-class cosines are what the relation-mining stage reads.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from torch import nn
 from uniseg.backbones import create_encoder
 from uniseg.errors import UserError, choices
 from uniseg.fsio import save_torch
-from uniseg.losses import loss_spec
+from uniseg.losses import loss_spec, sigmoid_prior
 from uniseg.names import BACKBONES, CLASSIFIERS
 
 MODEL_FORMAT = "uniseg-model"
@@ -75,7 +74,7 @@ class LinearClassifier(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, num_classes, 1)
         nn.init.normal_(self.conv.weight, std=0.01)
-        nn.init.constant_(self.conv.bias, -math.log(max(num_classes - 1, 1)))
+        nn.init.constant_(self.conv.bias, sigmoid_prior(num_classes))
 
     def cosine(self, feats: torch.Tensor) -> torch.Tensor:
         """The same cosine as the cosine classifier, from normalised features and weights (bias unused)."""
@@ -130,10 +129,6 @@ class SegModel(nn.Module):
         """[B, C, h, w] -> cosine similarity of each pixel feature with each class weight, [B, K, h, w]."""
         return self.classifier.cosine(feats)
 
-    def pixel_cosine(self, x: torch.Tensor) -> torch.Tensor:
-        """Cosines at the input resolution, aligned like the logits of forward(): [B, K, H, W]."""
-        return self.to_input_size(self.cosine(self.features(x)), x.shape[-2:])
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_input_size(self.classifier(self.features(x)), x.shape[-2:])
 
@@ -150,11 +145,15 @@ def build_model(backbone: str, classifier: str, num_classes: int, t: float = 20.
     return SegModel(encoder, list(encoder.feature_info.channels()), classifier, num_classes, t)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The SegModel inside a DDP wrapper and/or a torch.compile wrapper."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
 def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> None:
     """Weights + ModelInfo, written atomically; loadable with torch.load(weights_only=True)."""
-    model = getattr(model, "module", model)  # unwrap DDP
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "info": asdict(info), "state_dict": state}
     save_torch(payload, path)
 

@@ -22,20 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uniseg.datasets.synthetic.world import (
-    CELL,
-    DEFAULT_STYLE,
-    WORLD_CLASSES,
-    paint_image,
-    render_world,
-    world_colours,
-)
+from uniseg.datasets.synthetic.appearance import paint_image, world_colours
+from uniseg.datasets.synthetic.world import CELL, DEFAULT_STYLE, WORLD_CLASSES, render_world
+from uniseg.metrics import confusion_matrix, iou_per_class
+from uniseg.trainlog import TrainLog, poly
 from uniseg.transforms import normalise
 
 SEED_TAG = 0x9E7  # scene seeds [SEED_TAG, seed, k]: disjoint from the datasets' [seed, k]
 MIN_PIXELS = int(CELL * CELL)  # a world class is "in" a crop when it covers at least one feature cell
 HELD_OUT = 256  # scenes (another seed) on which the presence AP is measured
 WEIGHT_DECAY = 1e-4
+LOG_EVERY = 100  # iterations per progress line
 
 
 def random_style(rng: np.random.Generator) -> dict:
@@ -170,10 +167,10 @@ def pretrain_backbone(
     task = Segmenter if cfg.task == "segmentation" else Classifier
     model = task(create_encoder(cfg.backbone, "none"), len(WORLD_CLASSES))
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=WEIGHT_DECAY)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: (1 - it / cfg.iters) ** 0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly(cfg.iters))
     g = torch.Generator().manual_seed(cfg.seed)
     model.train()
-    window, t0 = [], time.perf_counter()
+    log = TrainLog("pretrain", cfg.iters, cfg.batch_size, LOG_EVERY, bar=False, echo=progress)
     for it in range(1, cfg.iters + 1):
         x, y = sample_batch(images, worlds, g, cfg.batch_size, crop, MIN_PIXELS)
         loss = model.loss(x, y)
@@ -181,14 +178,8 @@ def pretrain_backbone(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        window.append(loss.item())
-        if it % 100 == 0 or it == cfg.iters:
-            rate = it / (time.perf_counter() - t0)
-            progress(
-                f"pretrain iteration {it}/{cfg.iters}  loss {np.mean(window):.4f}  "
-                f"ETA {int((cfg.iters - it) / rate // 60)}m{int((cfg.iters - it) / rate % 60):02d}s"
-            )
-            window = []
+        log.update(it, loss.item(), scheduler.get_last_lr()[0])
+    log.close()
     scores = (
         evaluate_presence(model, held_out, crop)
         if cfg.task == "presence"
@@ -229,10 +220,7 @@ def evaluate_dense(model: Segmenter, held_out, crop: int) -> torch.Tensor:
     """Per-world-class IoU of the dense variant on the centre crop of every held-out scene."""
     model.eval()
     n = len(WORLD_CLASSES)
-    conf = torch.zeros(n * n, dtype=torch.float64)
+    conf = torch.zeros(n, n, dtype=torch.float64)
     for x, world in _centre_crops(held_out, crop):
-        pred = model(x).argmax(1)
-        conf += torch.bincount((world.long() * n + pred).flatten(), minlength=n * n).double()
-    conf = conf.view(n, n)
-    union = conf.sum(0) + conf.sum(1) - conf.diag()
-    return torch.where(union > 0, conf.diag() / union.clamp(min=1), torch.full((n,), math.nan))
+        conf += confusion_matrix(model(x).argmax(1), world, n)
+    return iou_per_class(conf)

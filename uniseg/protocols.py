@@ -192,6 +192,21 @@ class ScoreMaps:
         return arg
 
 
+@dataclass(frozen=True)
+class TaskScore:
+    """The scores of one (images, label space) evaluation, per protocol: mIoU (percent, one decimal; None
+    when no evaluated class occurs), per-class IoU (percent; None for a class in neither ground truth nor
+    prediction), the number of classes averaged and the confusion matrix (rows = ground truth). `missing`:
+    the label space's classes that the model's union lacks (not scored). How these become metric keys is
+    uniseg/scores.py's business."""
+
+    miou: dict[str, float | None]
+    iou: dict[str, dict[str, float | None]]
+    classes: dict[str, int]
+    missing: list[str]
+    confusion: dict[str, list]
+
+
 class Scorer:
     """Accumulates one confusion matrix per protocol for one (images, label space) evaluation."""
 
@@ -212,21 +227,16 @@ class Scorer:
                 pred = predict_labels(scores, self.target, protocol)
             conf += confusion_matrix(pred, gt, m).cpu()
 
-    def result(self) -> dict:
-        """{"miou", "miou_merged", "classes", "missing", "iou": {protocol: {class: iou %}}}"""
-        out: dict = {"missing": list(self.target.resolution.missing), "iou": {}}
+    def result(self) -> TaskScore:
         names = self.target.evaluated
+        miou, iou, counts, confusion = {}, {}, {}, {}
         for protocol, conf in self.conf.items():
             all_reduce_(conf)
-            value, count = mean_iou(conf)
-            out["miou" if protocol == "restricted" else f"miou_{protocol}"] = (
-                round(value, 1) if count else None
-            )
-            out["classes"] = count
-            iou = iou_per_class(conf)
-            out["iou"][protocol] = {
+            value, counts[protocol] = mean_iou(conf)
+            miou[protocol] = round(value, 1) if counts[protocol] else None
+            iou[protocol] = {
                 n: (None if np.isnan(v) else round(100 * float(v), 1))
-                for n, v in zip(names, iou.tolist(), strict=True)
+                for n, v in zip(names, iou_per_class(conf).tolist(), strict=True)
             }
-            out.setdefault("confusion", {})[protocol] = conf.tolist()
-        return out
+            confusion[protocol] = conf.tolist()
+        return TaskScore(miou, iou, counts, list(self.target.resolution.missing), confusion)

@@ -1,5 +1,6 @@
-"""The evaluation's files: reports/metrics.json and reports/class_iou.json (DVC metrics),
-reports/eval/<model>/ and reports/relations.json — written and read here only.
+"""The evaluation's files and the metric vocabulary: reports/metrics.json and reports/class_iou.json (DVC
+metrics), reports/eval/<model>/, reports/relations.json and the seeds headline (reports/headline.json,
+.md) — written and read here only.
 
 metrics.json, the headline: {model: {group: {dataset: {"miou", "miou_merged", "classes"}, "mean": ..,
 "mean_merged": ..}}}, percent, one decimal. Groups: unseen, seen, cross; a cross entry is named
@@ -11,6 +12,11 @@ relations.json: {"relations": {"tau", "tau_pairs", "relations", and on synthetic
 "recall", "mined", "true", "hits"}}.
 
 Readers get a `Metrics` object: no caller filters "mean" keys out of dataset names or splits names.
+
+The vocabulary is spelled here only (tests/test_scores.py greps the rest of the code for it): the key of
+each protocol's mIoU (`PROTOCOL_KEYS`), each group's mean of it (`MEAN_KEYS`) and the names of cross
+pairs (`cross_name`, `parse_cross`). Adding a protocol: implement it in protocols.py (`PROTOCOLS`), then
+one line in `PROTOCOL_KEYS`; every table and figure iterates these.
 """
 
 from __future__ import annotations
@@ -23,35 +29,43 @@ import numpy as np
 from PIL import Image
 
 from uniseg.errors import DataError
-from uniseg.fsio import write_json
+from uniseg.fsio import write_json, write_text
 
 GROUPS = ("unseen", "seen", "cross")
-MEANS = {"miou": "mean", "miou_merged": "mean_merged"}  # per-dataset key -> the group's mean key
-CROSS = "{images}_in_{space}"
+RESTRICTED = "restricted"  # the paper's protocol: the one per-class IoUs and example predictions use
+PROTOCOL_KEYS = {RESTRICTED: "miou", "merged": "miou_merged"}  # protocol -> the per-dataset mIoU key
+MEAN_KEYS = {"miou": "mean", "miou_merged": "mean_merged"}  # per-dataset key -> the group's mean key
+_CROSS = "_in_"
 
 
 def cross_name(images: str, space: str) -> str:
-    return CROSS.format(images=images, space=space)
+    """The metric name of D_images' val images scored in D_space's label space."""
+    return f"{images}{_CROSS}{space}"
 
 
-def mean_of(entries: list[dict], key: str = "miou") -> float | None:
+def parse_cross(name: str) -> tuple[str, str] | None:
+    """(images, space) of a cross name, None for a plain dataset name."""
+    images, sep, space = name.partition(_CROSS)
+    return (images, space) if sep else None
+
+
+def mean_of(entries: list[dict], key: str) -> float | None:
     values = [e[key] for e in entries if e.get(key) is not None]
     return round(float(np.mean(values)), 1) if values else None
 
 
 def model_metrics(results: dict) -> dict:
-    """One model's metrics.json entry from evaluation results {task: Scorer.result()} (task: group, name)."""
+    """One model's metrics.json entry from evaluation results {task: protocols.TaskScore} (task: group,
+    name)."""
     out: dict = {}
     for task, r in results.items():
-        out.setdefault(task.group, {})[task.name] = {
-            "miou": r["miou"],
-            "miou_merged": r.get("miou_merged"),
-            "classes": r["classes"],
-            "iou": {c: v for c, v in r["iou"]["restricted"].items() if v is not None},
-        }
+        entry = {PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS}
+        entry["classes"] = r.classes[RESTRICTED]
+        entry["iou"] = {c: v for c, v in r.iou[RESTRICTED].items() if v is not None}
+        out.setdefault(task.group, {})[task.name] = entry
     for group in out.values():
         entries = list(group.values())
-        for key, mean_key in MEANS.items():
+        for key, mean_key in MEAN_KEYS.items():
             group[mean_key] = mean_of(entries, key)
     return out
 
@@ -65,18 +79,17 @@ def write_details(
     rows, details = [], {}
     for task, r in results.items():
         key = f"{task.group}/{task.name}"
-        for cls, iou in r["iou"]["restricted"].items():
+        for cls, iou in r.iou[RESTRICTED].items():
             if iou is not None:
                 rows.append({"task": key, "class": cls, "key": f"{key}: {cls}", "iou": iou})
         details[key] = {
             "images": task.images,
             "label_space": task.space,
-            "miou": r["miou"],
-            "miou_merged": r.get("miou_merged"),
-            "classes": r["classes"],
-            "missing": r["missing"],
-            "iou": r["iou"],
-            "confusion": {"classes": list(r["iou"]["restricted"]), **r["confusion"]},
+            **{PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS},
+            "classes": r.classes[RESTRICTED],
+            "missing": r.missing,
+            "iou": r.iou,
+            "confusion": {"classes": list(r.iou[RESTRICTED]), **r.confusion},
         }
     write_json(out_dir / "iou.json", rows)
     write_json(out_dir / "details.json", {"model": model or {}, "tasks": details}, indent=1)
@@ -161,15 +174,17 @@ class Metrics:
         """The dataset (or cross pair) names scored in `group`, by one model or by any, in order."""
         names: list[str] = []
         for m in [model] if model else self.models:
-            names += [n for n in self._group(m, group) if n not in MEANS.values() and n not in names]
+            names += [n for n in self._group(m, group) if n not in MEAN_KEYS.values() and n not in names]
         return names
 
-    def score(self, model: str, group: str, name: str, key: str = "miou") -> float | None:
+    def score(self, model: str, group: str, name: str, protocol: str = RESTRICTED) -> float | None:
+        """mIoU (percent) of one dataset or cross pair under `protocol`."""
         entry = self._group(model, group).get(name)
-        return entry.get(key) if isinstance(entry, dict) else None
+        return entry.get(PROTOCOL_KEYS[protocol]) if isinstance(entry, dict) else None
 
-    def mean(self, model: str, group: str, key: str = "miou") -> float | None:
-        return self._group(model, group).get(MEANS[key])
+    def mean(self, model: str, group: str, protocol: str = RESTRICTED) -> float | None:
+        """The group's mean mIoU under `protocol`."""
+        return self._group(model, group).get(MEAN_KEYS[PROTOCOL_KEYS[protocol]])
 
     def class_iou(self, model: str, group: str, name: str) -> dict[str, float]:
         entry = self._group(model, group).get(name)
@@ -177,12 +192,8 @@ class Metrics:
 
     def cross(self, model: str) -> list[Cross]:
         """The cross-label-space entries of `model` with their image set and label space."""
-        out = []
-        for name in self.datasets("cross", model):
-            images, sep, space = name.partition("_in_")
-            if sep:
-                out.append(Cross(name, images, space))
-        return out
+        pairs = ((name, parse_cross(name)) for name in self.datasets("cross", model))
+        return [Cross(name, *pair) for name, pair in pairs if pair]
 
     def value(self, dotted: str) -> float | None:
         """A number by its DVC metric key, e.g. "base.cross.mapillary_in_cityscapes.iou.rider"."""
@@ -201,3 +212,33 @@ def write_relation_metrics(path: Path, metrics: dict) -> None:
 def read_relation_metrics(path: Path) -> dict | None:
     """The "relations" block of relations.json, or None when the file does not exist."""
     return _load(path, "relabel").get("relations", {}) if Path(path).is_file() else None
+
+
+# --- The seeds headline (`make seeds`: uniseg/experiments/headline.py computes it) ---------------------
+
+
+def headline_profile(params) -> dict:
+    """What a headline was made from, beyond the seeds: the data source and the benchmark's size."""
+    synthetic = params.synthetic.model_dump()
+    return {"source": params.data.source, "synthetic": {k: v for k, v in synthetic.items() if k != "seed"}}
+
+
+def write_headline(path: Path, headline: dict, markdown: str) -> None:
+    """headline.json at `path` and its rendering, headline.md, beside it."""
+    write_json(path, headline)
+    write_text(Path(path).with_suffix(".md"), markdown)
+
+
+def read_headline(path: Path) -> dict | None:
+    """headline.json (`path` may name it or headline.md beside it), or None when there is none."""
+    summary = Path(path).with_suffix(".json")
+    return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
+
+
+def headline_markdown(params, path: Path) -> str | None:
+    """headline.md's text when headline.json says it was made from the same data source and benchmark
+    size as `params` (a real-data report never shows the synthetic headline), else None."""
+    summary, markdown = read_headline(path), Path(path).with_suffix(".md")
+    if summary is None or not markdown.is_file() or summary.get("profile") != headline_profile(params):
+        return None
+    return markdown.read_text(encoding="utf-8")

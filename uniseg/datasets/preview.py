@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from uniseg.fsio import atomic_path
-
 
 def write_grid(
     images: Sequence[np.ndarray],
@@ -20,12 +18,10 @@ def write_grid(
 ) -> None:
     """A grid with one column per sample: the RGB image on top, its label map below (legend of the
     classes present; ignore is black)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from uniseg.colours import colourise, legend_handles
+    from uniseg.plotting import pyplot, save_figure
+
+    plt = pyplot()
 
     n = len(images)
     h, w = images[0].shape[:2]
@@ -41,9 +37,7 @@ def write_grid(
     fig.legend(handles=legend_handles(shown), loc="center right", fontsize=6, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.82, 0.95))
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def preview_layout(root: str | Path, out: str | Path, n: int = 4) -> None:

@@ -81,9 +81,10 @@ def headline(
 ) -> None:
     """reports/headline.json and .md from the stored results whose fingerprints are current (stale ones are
     listed and left out)."""
-    from uniseg.experiments.headline import profile_of, write_headline
+    from uniseg.experiments.headline import write_headline
     from uniseg.experiments.seeds import Runner
     from uniseg.params import load_params
+    from uniseg.scores import headline_profile
 
     with exit_on_user_error():
         runner = Runner(params, WORK, RESULTS, typer.echo)
@@ -95,7 +96,7 @@ def headline(
                 stale.append(f"world {record['world']} seed {record['seed']} {record['arm']}")
             return ok
 
-        h = write_headline(RESULTS, out, keep=current, profile=profile_of(load_params(params)))
+        h = write_headline(RESULTS, out, keep=current, profile=headline_profile(load_params(params)))
     for line in stale:
         typer.echo(f"  stale (left out; `make seeds` recomputes it): {line}", err=True)
     paired = ", ".join(

@@ -1,5 +1,6 @@
 """reports/headline.json and headline.md: the seeds headline, built from the stored per-(world, seed, arm)
-results of `make seeds` (experiments/seeds.py) — the one owner of that format.
+results of `make seeds` (experiments/seeds.py); written and read through uniseg/scores.py, rendered by
+uniseg/report/headline.py, judged against the targets of experiments/targets.py.
 
 Per world: each arm's unseen mean mIoU over seeds (mean, sample std, 95 % t-interval, the values in seed
 order), and the paired differences between arms that share a seed — the comparisons the claims are
@@ -15,16 +16,12 @@ import math
 import statistics
 from pathlib import Path
 
-from uniseg.fsio import write_json, write_text
+from uniseg import scores
+from uniseg.experiments.seeds import ARMS
+from uniseg.experiments.targets import judge
+from uniseg.report.headline import render
 from uniseg.scores import Metrics
 
-TITLES = {
-    "ce": "CE, linear head (the paper's multi-dataset baseline)",
-    "ce-cosine": "CE, cosine head",
-    "nullbce": "Null BCE (cosine head)",
-    "crbce": "C-R BCE: the Null BCE model + retrain.iters with the mined relations",
-    "control": "control: the same Null BCE model + retrain.iters without relations",
-}
 PAIRS = {
     "nullbce_minus_ce": ("nullbce", "ce"),
     "crbce_minus_control": ("crbce", "control"),
@@ -38,7 +35,7 @@ CLASSES = (
     ("unseen", "kitti", "rider"),
     ("unseen", "wilddash", "rider"),
     ("unseen", "camvid", "bicyclist"),
-    ("cross", "mapillary_in_cityscapes", "rider"),
+    ("cross", scores.cross_name("mapillary", "cityscapes"), "rider"),
     ("unseen", "kitti", "road"),
     ("unseen", "camvid", "road"),
     ("unseen", "kitti", "sidewalk"),
@@ -95,7 +92,7 @@ def world_headline(records: list[dict]) -> dict:
         seeds_on = out["devices"].setdefault(r.get("device", "not recorded"), [])
         if r["seed"] not in seeds_on:
             seeds_on.append(r["seed"])
-    for arm in (a for a in TITLES if a in by_arm):
+    for arm in (a for a in ARMS if a in by_arm):
         runs = by_arm[arm]
         ran, values = _series(runs, seeds, lambda r: _value(r, "unseen"))
         entry = {**summarise(values), "seeds": ran}
@@ -149,133 +146,7 @@ def collect(records: list[dict], default_world: int = 0) -> dict:
         {"seeds": [], "arms": {}, "paired": {}, "classes": {}, "relations": {}, "devices": {}},
     )
     out = {**top, "default_world": default_world, "worlds": worlds}
-    return {**out, "targets": targets(out)}
-
-
-def _interval(d: dict) -> str:
-    return f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d["ci95"] else "(one seed)"
-
-
-def targets(headline: dict) -> list[dict]:
-    """The benchmark's acceptance targets, judged on the headline: on the default world Null BCE − CE
-    (linear head) ≥ +1.5 with its 95 % interval above 0 over ≥ 5 seeds; on every other world the same
-    sign; on each world C-R BCE − control ≥ 0 and the mined relations' precision and recall (the run's
-    candidate rule, automatic τ, mean over seeds) ≥ 0.8."""
-    rows = []
-    default = headline["worlds"].get(str(headline["default_world"]), {})
-    sign = default.get("paired", {}).get("nullbce_minus_ce", {}).get("mean")
-    for world, h in headline["worlds"].items():
-        d = h["paired"].get("nullbce_minus_ce")
-        if d and int(world) == headline["default_world"]:
-            met = d["mean"] >= 1.5 and d["ci95"] is not None and d["ci95"][0] > 0 and len(d["seeds"]) >= 5
-            rows.append(
-                (world, "Null BCE − CE (linear head) ≥ +1.5, 95 % interval above 0, ≥ 5 seeds", d, met)
-            )
-        elif d and sign is not None:
-            rows.append(
-                (world, "Null BCE − CE (linear head): the default world's sign", d, d["mean"] * sign > 0)
-            )
-        c = h["paired"].get("crbce_minus_control")
-        if c:
-            rows.append((world, "C-R BCE − control ≥ 0", c, c["mean"] >= 0))
-        rel = next(iter(h["relations"].values()), {})
-        if "precision" in rel and "recall" in rel:
-            pr, rc = rel["precision"]["mean"], rel["recall"]["mean"]
-            rows.append(
-                (
-                    world,
-                    "mined relations: precision and recall ≥ 0.8",
-                    f"{pr:.2f} / {rc:.2f}",
-                    pr >= 0.8 and rc >= 0.8,
-                )
-            )
-    return [
-        {
-            "world": int(world),
-            "target": target,
-            "measured": v
-            if isinstance(v, str)
-            else f"{v['mean']:+.2f} {_interval(v)}, {len(v['seeds'])} seeds",
-            "met": met,
-        }
-        for world, target, v, met in rows
-    ]
-
-
-def _fmt(h: dict, digits: int = 1) -> str:
-    if h["ci95"] is None:
-        return f"{h['mean']:.{digits}f} (one seed) | –"
-    return f"{h['mean']:.{digits}f} ± {h['std']:.{digits}f} | [{h['ci95'][0]:.{digits}f}, {h['ci95'][1]:.{digits}f}]"
-
-
-def render(headline: dict) -> str:
-    """headline.md."""
-    lines = [
-        "# Headline over seeds (embedded synthetic benchmark)",
-        "",
-        "Unseen mean mIoU (%) of KITTI, WildDash and CamVid, restricted protocol; mean ± sample std and a 95 % "
-        "t-interval over seeds. Paired: the difference of two arms on the same seed (same data, same initial "
-        "weights), then its mean and interval — the comparisons the paper's claims are about.",
-    ]
-    if headline.get("targets"):
-        lines += ["", "## Targets", "", "| world | target | measured | met |", "|---|---|---|---|"]
-        lines += [
-            f"| {t['world']} | {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |"
-            for t in headline["targets"]
-        ]
-        lines += [
-            "",
-            'Where a target is missed, the per-class differences below and docs/findings.md ("What the '
-            'faithful benchmark shows") give the diagnosis.',
-        ]
-    for world, h in headline["worlds"].items():
-        default = " (the default world)" if int(world) == headline["default_world"] else ""
-        lines += ["", f"## World {world}{default}: seeds {', '.join(map(str, h['seeds']))}", ""]
-        if h.get("devices"):
-            where = "; ".join(f"{d}: seeds {', '.join(map(str, s))}" for d, s in h["devices"].items())
-            lines += [f"Computed on {where}.", ""]
-        lines += [
-            "| arm | what | unseen mean | 95 % interval | per seed | seen mean | minutes per seed |",
-            "|---|---|---|---|---|---|---:|",
-        ]
-        for arm, a in h["arms"].items():
-            only = "" if a["seeds"] == h["seeds"] else f" (seeds {', '.join(map(str, a['seeds']))})"
-            lines.append(
-                f"| {arm} | {TITLES[arm]}{only} | {_fmt(a)} | {', '.join(f'{v:.1f}' for v in a['per_seed'])} | "
-                f"{a['seen']['mean']:.1f} | {', '.join(f'{m} ({d})' for d, m in a['minutes'].items())} |"
-            )
-        if h["paired"]:
-            lines += [
-                "",
-                "| paired difference | mean ± std | 95 % interval | per seed |",
-                "|---|---|---|---|",
-            ]
-            for name, d in h["paired"].items():
-                lines.append(f"| {name} | {_fmt(d, 2)} | {', '.join(f'{v:+.1f}' for v in d['per_seed'])} |")
-        for name in ("nullbce_minus_ce", "nullbce_minus_ce_cosine", "crbce_minus_control"):
-            per_class = h["classes"].get(name)
-            if per_class:
-                lines += [
-                    "",
-                    f"Per class, {name} (IoU points):",
-                    "",
-                    "| class | mean ± std | 95 % interval |",
-                    "|---|---|---|",
-                ]
-                lines += [f"| {key} | {_fmt(d)} |" for key, d in per_class.items()]
-        for rule, rel in h["relations"].items():
-            cells = ", ".join(f"{k} {v['mean']:.2f}" for k, v in rel.items())
-            lines += [
-                "",
-                f"Relations mined from the Null BCE models, candidates `{rule}` (mean over seeds): {cells}.",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def profile_of(params) -> dict:
-    """What a headline was made from, beyond the seeds: the data source and the benchmark's size."""
-    synthetic = params.synthetic.model_dump()
-    return {"source": params.data.source, "synthetic": {k: v for k, v in synthetic.items() if k != "seed"}}
+    return {**out, "targets": judge(out)}
 
 
 def write_headline(
@@ -284,22 +155,5 @@ def write_headline(
     """Build headline.json/.md from the stored results that `keep` accepts (the current ones)."""
     headline = collect([r for r in read_results(results) if keep(r)], default_world)
     headline["profile"] = profile or {}
-    write_json(out, headline)
-    write_text(out.with_suffix(".md"), render(headline))
+    scores.write_headline(out, headline, render(headline))
     return headline
-
-
-def headline_for(params, markdown: Path) -> str | None:
-    """headline.md's text when its headline.json says it was made from the same data source and
-    benchmark size as `params` (a real-data report never shows the synthetic headline), else None."""
-    summary = read_headline(markdown)
-    if summary is None or not Path(markdown).is_file():
-        return None
-    made_from = summary.get("profile")
-    return Path(markdown).read_text(encoding="utf-8") if made_from == profile_of(params) else None
-
-
-def read_headline(markdown: Path) -> dict | None:
-    """headline.json beside `markdown` (headline.md), or None when there is none."""
-    summary = Path(markdown).with_suffix(".json")
-    return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None

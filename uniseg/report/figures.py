@@ -1,6 +1,6 @@
 """The report's figures (matplotlib, Agg backend): mIoU bars per group, the cross-label-space matrix,
 example predictions, the heat map of mined similarities and the seeds headline's paired differences.
-Each is written with `save_figure`."""
+Each is written with `plotting.save_figure`."""
 
 from __future__ import annotations
 
@@ -10,28 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from uniseg.fsio import atomic_path
+from uniseg.plotting import pyplot, save_figure
 from uniseg.report.results import cross_matrix, model_title
-from uniseg.scores import Metrics
-
-
-def save_figure(fig, path: str | Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and free it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from uniseg.scores import PROTOCOL_KEYS, Metrics
 
 
 def plot_group_bars(metrics: Metrics, losses: dict[str, str], group: str, path: Path) -> bool:
@@ -41,19 +22,20 @@ def plot_group_bars(metrics: Metrics, losses: dict[str, str], group: str, path: 
     if not names:
         return False
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * (len(names) + 1)), 4))
-    width = 0.8 / (2 * len(metrics.models))
+    width = 0.8 / (len(PROTOCOL_KEYS) * len(metrics.models))
     for k, model in enumerate(metrics.models):
-        for p, (key, hatch) in enumerate((("miou", None), ("miou_merged", "//"))):
-            vals = [metrics.score(model, group, n, key) for n in names] + [metrics.mean(model, group, key)]
-            x = np.arange(len(names) + 1) + (2 * k + p) * width - 0.4 + width / 2
+        for p, protocol in enumerate(PROTOCOL_KEYS):  # the first (restricted) solid, the others hatched
+            vals = [metrics.score(model, group, n, protocol) for n in names]
+            vals.append(metrics.mean(model, group, protocol))
+            x = np.arange(len(names) + 1) + (len(PROTOCOL_KEYS) * k + p) * width - 0.4 + width / 2
             ax.bar(
                 x,
                 [np.nan if v is None else v for v in vals],
                 width,
-                hatch=hatch,
+                hatch="//" if p else None,
                 color=f"C{k}",
                 alpha=0.9 if p == 0 else 0.55,
-                label=f"{model_title(model, losses.get(model, model))}, {'restricted' if p == 0 else 'merged'}",
+                label=f"{model_title(model, losses.get(model, model))}, {protocol}",
             )
     ax.set_xticks(range(len(names) + 1), [*names, "mean"])
     ax.set_ylabel("mIoU (%)")

@@ -8,7 +8,7 @@ import pandas as pd
 from uniseg.relations import own_scores
 
 
-def _why_missed(triple: tuple[str, str, str], tau: float, sims: dict | None) -> str:
+def _why_missed(triple: tuple[str, str, str], sims: dict | None) -> str:
     d, a, b = triple
     text = f"{d}: {a} → {b}"
     if sims is None or (d, a, b) not in sims:
@@ -26,25 +26,8 @@ def _with_own(triple: tuple[str, str, str], sims: dict | None) -> str:
     return f"{d}: {a} → {b} (own {sims[(d, a, a)]:.3f})"
 
 
-def relations_markdown(
-    multilabels: pd.DataFrame,
-    tau: float,
-    tau_source: str,
-    score: dict | None,
-    sweep: list[dict] | None = None,
-    table: pd.DataFrame | None = None,
-    rules: dict[str, dict] | None = None,
-) -> str:
-    """The Table A-1 analogue: primary -> secondary with scores and the chosen τ; with the similarity
-    table, each primary's own score, and each missed or false relation says which score decided it;
-    with `rules` (relations.compare_rules), both candidate rules side by side."""
-    sims, own = None, None
-    if table is not None:
-        sims = {
-            (r.dataset, r.cls, r.other): float(r.similarity)
-            for r in table.rename(columns={"class": "cls"}).itertuples(index=False)
-        }
-        own = own_scores(table)
+def _mined(multilabels: pd.DataFrame, tau: float, tau_source: str, score: dict | None, own) -> list[str]:
+    """The title, the rule, the score against the truth and the table of mined relations."""
     lines = [
         "# Mined class relationships",
         "",
@@ -64,67 +47,103 @@ def relations_markdown(
             "",
         ]
     if multilabels.empty:
-        lines.append("No relation exceeds τ: class-relational BCE reduces to Null BCE for this model.")
-    else:
-        lines += ["| dataset | primary | s(primary) | secondary | s(secondary) |", "|---|---|---:|---|---:|"]
-        for rec in multilabels.itertuples(index=False):
-            s_own = "" if own is None else f"{own[(rec.dataset, rec.primary)]:.3f}"
-            lines.append(
-                f"| {rec.dataset} | {rec.primary} | {s_own} | {rec.secondary} | {rec.similarity:.3f} |"
-            )
-    if score is not None and (score["missed"] or score["false_positives"]):
-        lines += [
-            "",
-            "Missed true relations, with the eq. 6 condition each one fails: "
-            + (", ".join(_why_missed(t, tau, sims) for t in score["missed"]) or "none")
-            + ".",
+        return lines + ["No relation exceeds τ: class-relational BCE reduces to Null BCE for this model."]
+    lines += ["| dataset | primary | s(primary) | secondary | s(secondary) |", "|---|---|---:|---|---:|"]
+    for rec in multilabels.itertuples(index=False):
+        s_own = "" if own is None else f"{own[(rec.dataset, rec.primary)]:.3f}"
+        lines.append(f"| {rec.dataset} | {rec.primary} | {s_own} | {rec.secondary} | {rec.similarity:.3f} |")
+    return lines
+
+
+def _errors(score: dict | None, sims: dict | None) -> list[str]:
+    """Each missed or false relation with the score that decided it."""
+    if score is None or not (score["missed"] or score["false_positives"]):
+        return []
+    return [
+        "",
+        "Missed true relations, with the eq. 6 condition each one fails: "
+        + (", ".join(_why_missed(t, sims) for t in score["missed"]) or "none")
+        + ".",
+        "",
+        "False positives, with the primary's own score (a primary the model has not learned has an own "
+        "score near 0, so the max(τ, s(c)) rule lets its surroundings through): "
+        + (", ".join(_with_own(t, sims) for t in score["false_positives"]) or "none")
+        + ".",
+    ]
+
+
+def _rules(rules: dict[str, dict] | None) -> list[str]:
+    """Both candidate rules side by side (relation_scores.compare_rules)."""
+    if not rules:
+        return []
+    lines = [
+        "",
+        "## Candidate rules",
+        "",
+        "Eq. 6 with each reading of its candidate set (τ chosen the same way). *Expressible*: scored against "
+        "the part of the ground truth the rule can produce by construction — `outside` cannot name a class "
+        "of D_i's own space, and where two datasets name the same pixels differently (IDD's rail track, the "
+        "others' terrain) eq. 6 can give at most one direction, so such a pair counts once.",
+        "",
+        "| candidates | τ | mined | precision | recall | expressible precision | expressible recall |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rules.items():
+        cells = [r["precision"], r["recall"], r["expressible_precision"], r["expressible_recall"]]
+        lines.append(
+            f"| {name} | {r['tau']:.3f} | {r['relations']} | "
+            + " | ".join("–" if c is None else f"{c:.2f}" for c in cells)
+            + " |"
+        )
+    return lines
+
+
+def _sweep(sweep: list[dict] | None, tau: float) -> list[str]:
+    """Precision and recall of the same similarities at other thresholds."""
+    if not sweep:
+        return []
+    lines = [
+        "",
+        "## Precision and recall over τ",
+        "",
+        "The same similarities with other thresholds (eq. 6 unchanged; the row in bold is the τ used).",
+        "",
+        "| τ | mined | true | precision | recall |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in sweep:
+        cells = [
+            f"{row['tau']:.3f}",
+            str(row["mined"]),
+            str(row["hits"]),
+            "–" if row["precision"] is None else f"{row['precision']:.2f}",
+            "–" if row["recall"] is None else f"{row['recall']:.2f}",
         ]
-        lines += [
-            "",
-            "False positives, with the primary's own score (a primary the model has not learned has an own "
-            "score near 0, so the max(τ, s(c)) rule lets its surroundings through): "
-            + (", ".join(_with_own(t, sims) for t in score["false_positives"]) or "none")
-            + ".",
-        ]
-    if rules:
-        lines += [
-            "",
-            "## Candidate rules",
-            "",
-            "Eq. 6 with each reading of its candidate set (τ chosen the same way). *Expressible*: scored against "
-            "the part of the ground truth the rule can produce by construction — `outside` cannot name a class "
-            "of D_i's own space, and where two datasets name the same pixels differently (IDD's rail track, the "
-            "others' terrain) eq. 6 can give at most one direction, so such a pair counts once.",
-            "",
-            "| candidates | τ | mined | precision | recall | expressible precision | expressible recall |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, r in rules.items():
-            cells = [r["precision"], r["recall"], r["expressible_precision"], r["expressible_recall"]]
-            lines.append(
-                f"| {name} | {r['tau']:.3f} | {r['relations']} | "
-                + " | ".join("–" if c is None else f"{c:.2f}" for c in cells)
-                + " |"
-            )
-    if sweep:
-        lines += [
-            "",
-            "## Precision and recall over τ",
-            "",
-            "The same similarities with other thresholds (eq. 6 unchanged; the row in bold is the τ used).",
-            "",
-            "| τ | mined | true | precision | recall |",
-            "|---:|---:|---:|---:|---:|",
-        ]
-        for row in sweep:
-            cells = [
-                f"{row['tau']:.3f}",
-                str(row["mined"]),
-                str(row["hits"]),
-                "–" if row["precision"] is None else f"{row['precision']:.2f}",
-                "–" if row["recall"] is None else f"{row['recall']:.2f}",
-            ]
-            if row["tau"] == tau:
-                cells = [f"**{c}**" for c in cells]
-            lines.append("| " + " | ".join(cells) + " |")
+        if row["tau"] == tau:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def relations_markdown(
+    multilabels: pd.DataFrame,
+    tau: float,
+    tau_source: str,
+    score: dict | None,
+    sweep: list[dict] | None = None,
+    table: pd.DataFrame | None = None,
+    rules: dict[str, dict] | None = None,
+) -> str:
+    """The Table A-1 analogue: primary -> secondary with scores and the chosen τ; with the similarity
+    table, each primary's own score, and each missed or false relation says which score decided it;
+    with `rules` (relation_scores.compare_rules), both candidate rules side by side."""
+    sims, own = None, None
+    if table is not None:
+        sims = {
+            (r.dataset, r.cls, r.other): float(r.similarity)
+            for r in table.rename(columns={"class": "cls"}).itertuples(index=False)
+        }
+        own = own_scores(table)
+    lines = _mined(multilabels, tau, tau_source, score, own)
+    lines += _errors(score, sims) + _rules(rules) + _sweep(sweep, tau)
     return "\n".join(lines) + "\n"

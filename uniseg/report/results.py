@@ -11,13 +11,22 @@ from pathlib import Path
 
 import numpy as np
 
-from uniseg.scores import Metrics
+from uniseg.scores import PROTOCOL_KEYS, RESTRICTED, Metrics
 
 # Table 1 of the paper (HRNet-W18, C+I+B+M, unseen KITTI / WildDash / CamVid / mean), for orientation.
 PAPER_W18_ALL = {
     "ce": (48.8, 46.0, 72.7, 55.8),
     "nullbce": (57.6, 47.5, 73.3, 59.5),
     "crbce": (58.9, 48.2, 73.9, 60.3),
+}
+PROTOCOL_TITLES = {
+    "restricted": "restricted (the paper's protocol)",
+    "merged": "merged (related union classes added into the target class)",
+}
+GROUP_TITLES = {
+    "unseen": "Unseen datasets",
+    "seen": "Seen datasets (val splits)",
+    "cross": "Cross label space (images of i scored in the label space of j)",
 }
 MODEL_TITLES = {
     "ce": "Multi-dataset (CE)",
@@ -35,18 +44,20 @@ def model_title(model: str, loss: str) -> str:
     return f"{MODEL_TITLES.get(loss, loss)} [{model}]"
 
 
-def group_table(metrics: Metrics, losses: dict[str, str], group: str, key: str = "miou") -> list[str]:
+def group_table(
+    metrics: Metrics, losses: dict[str, str], group: str, protocol: str = RESTRICTED
+) -> list[str]:
     """A markdown table: rows = models, columns = the group's datasets + mean."""
     names = metrics.datasets(group)
     if not names:
         return []
     lines = ["| model | " + " | ".join(names) + " | mean |", "|---|" + "---:|" * (len(names) + 1)]
     for model in metrics.models:
-        cells = [_fmt(metrics.score(model, group, n, key)) for n in names]
+        cells = [_fmt(metrics.score(model, group, n, protocol)) for n in names]
         lines.append(
             f"| {model_title(model, losses.get(model, model))} | "
             + " | ".join(cells)
-            + f" | {_fmt(metrics.mean(model, group, key))} |"
+            + f" | {_fmt(metrics.mean(model, group, protocol))} |"
         )
     return lines
 
@@ -114,15 +125,17 @@ def unlearned_classes(metrics: Metrics, losses: dict[str, str]) -> list[str]:
     return head + lines + [""]
 
 
-def cross_matrix(metrics: Metrics, model: str, datasets: Sequence[str], key: str = "miou") -> np.ndarray:
+def cross_matrix(
+    metrics: Metrics, model: str, datasets: Sequence[str], protocol: str = RESTRICTED
+) -> np.ndarray:
     """[i, j] = mIoU of D_i's val images in D_j's label space; the diagonal is the seen score."""
     grid = np.full((len(datasets), len(datasets)), np.nan)
     for a, i in enumerate(datasets):
         for b, j in enumerate(datasets):
-            v = metrics.score(model, "seen", i, key) if i == j else None
+            v = metrics.score(model, "seen", i, protocol) if i == j else None
             for cross in metrics.cross(model):
                 if (cross.images, cross.space) == (i, j):
-                    v = metrics.score(model, "cross", cross.name, key)
+                    v = metrics.score(model, "cross", cross.name, protocol)
             grid[a, b] = np.nan if v is None else v
     return grid
 
@@ -148,20 +161,13 @@ def results_markdown(
         "occur in the ground truth or the prediction.",
         "",
     ]
-    for group, title in (
-        ("unseen", "Unseen datasets"),
-        ("seen", "Seen datasets (val splits)"),
-        ("cross", "Cross label space (images of i scored in the label space of j)"),
-    ):
-        for key, title_p in (
-            ("miou", "restricted (the paper's protocol)"),
-            ("miou_merged", "merged (related union classes added into the target class)"),
-        ):
-            if protocol != "both" and not title_p.startswith(protocol):
+    for group, title in GROUP_TITLES.items():
+        for shown in PROTOCOL_KEYS:
+            if protocol not in ("both", shown):
                 continue
-            table = group_table(metrics, losses, group, key)
+            table = group_table(metrics, losses, group, shown)
             if table:
-                lines += [f"## {title} — {title_p}", ""] + table + [""]
+                lines += [f"## {title} — {PROTOCOL_TITLES[shown]}", ""] + table + [""]
     lines += conflict_table(metrics, losses)
     lines += unlearned_classes(metrics, losses)
     if relations:

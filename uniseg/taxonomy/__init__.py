@@ -119,11 +119,6 @@ def union(spaces: Iterable[Sequence[str]]) -> list[str]:
     return sorted(names)
 
 
-def union_of(datasets: Iterable[str]) -> list[str]:
-    """Union of the label spaces of known real datasets, e.g. 70 classes for C+I+B+M."""
-    return union(label_space(d) for d in datasets)
-
-
 @functools.cache
 def paper_relations() -> tuple[tuple[str, str, bool], ...]:
     """(primary, secondary, drawn by the synthetic benchmark) of the paper's Table A-1, from

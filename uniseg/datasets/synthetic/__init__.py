@@ -18,8 +18,9 @@ from PIL import Image
 
 from uniseg import IGNORE
 from uniseg.datasets.layout import DatasetMeta, write_meta
+from uniseg.datasets.synthetic.appearance import render, world_colours, world_style
 from uniseg.datasets.synthetic.policies import Policy, dataset_names, load_policy
-from uniseg.datasets.synthetic.world import WORLD_CLASSES, render, world_colours, world_style
+from uniseg.datasets.synthetic.world import WORLD_CLASSES
 from uniseg.fsio import atomic_dir
 
 __all__ = [
@@ -142,7 +143,7 @@ def ground_truth_relations(
     """(truth, equivalent): the relations mining should recover (`expected_relations` of kind "relation")
     and those among them where the primary names exactly the secondary's world classes, W_i(c) = W_j(c')
     — two datasets naming the same pixels differently (IDD's rail track and the others' terrain). Of
-    such a pair eq. 6 can give at most one direction (relations.expressible_units)."""
+    such a pair eq. 6 can give at most one direction (relation_scores.expressible_units)."""
     worlds = _world_sets(datasets)
     truth = [(i, c, c2) for i, c, c2, kind in expected_relations(datasets) if kind == "relation"]
     equivalent = [

@@ -7,7 +7,7 @@ from the summed confusion) and reports the standard error of the unseen mean and
 difference at the current size n, and the size at which the difference's standard error falls to a
 target (SE scales as 1/sqrt(n)).
 
-    python -m benchmarks.test_set_size --model-a models/base.pt --model-b models/crbce.pt
+    python -m benchmarks.set_size --model-a models/base.pt --model-b models/crbce.pt
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--target-se", type=float, default=0.25, help="wanted SE of the paired difference")
     parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=Path("reports/test_set_size.json"))
+    parser.add_argument("--out", type=Path, default=Path("reports/set_size.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     conf = {

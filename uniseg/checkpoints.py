@@ -1,0 +1,69 @@
+"""Training checkpoints: written atomically by rank 0, restored only when they belong to the same run.
+
+A checkpoint holds the model, optimizer and scheduler states, the CPU RNG and the data position
+(iteration, epoch, samples of this epoch consumed per process), so a killed run restarted with the same
+command continues bit for bit. It also holds the run's fingerprint (engine.TrainJob.fingerprint: settings,
+training code, data manifests, initial weights): a checkpoint of other settings or other code is ignored,
+never resumed. Loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from uniseg.fsio import save_torch
+from uniseg.models import unwrap
+
+
+def save_checkpoint(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, position) -> None:
+    """position: (iteration, epoch, samples of the epoch consumed by this process)."""
+    iteration, epoch, consumed = position
+    state = {
+        "fingerprint": fingerprint,
+        "iteration": iteration,
+        "epoch": epoch,
+        "position": consumed,
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
+    save_torch(state, path)
+
+
+def _load(path: Path, fingerprint: str, say) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file is never trusted; start over
+        say(f"ignoring unreadable checkpoint {path} ({type(exc).__name__}); starting from scratch")
+        return None
+    if ckpt.get("fingerprint") != fingerprint:
+        say(f"ignoring checkpoint {path}: it belongs to other settings; starting from scratch")
+        return None
+    return ckpt
+
+
+def restore(
+    path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, iters: int, rank: int = 0
+) -> tuple[int, int, int]:
+    """Load the checkpoint at `path` into model, optimizer, scheduler and the RNG when it exists and has
+    `fingerprint`; returns the position to continue from, (0, 0, 0) for a fresh start."""
+
+    def say(line: str) -> None:
+        if rank == 0:
+            print(line, flush=True)
+
+    ckpt = _load(path, fingerprint, say)
+    if ckpt is None:
+        return 0, 0, 0
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"])
+    say(f"resuming from {path} at iteration {ckpt['iteration']}/{iters}")
+    return ckpt["iteration"], ckpt["epoch"], ckpt["position"]
