@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The seeds of the committed headline (reports/seeds/): `make seeds` recomputes only what is missing or stale.
-SEEDS  ?= 0 1 2 3 4 5 6 7
+SEEDS  ?= 0 1 2 3 4
+ORACLE_SEEDS ?= 0 1 2 3
 WORLD1_SEEDS ?= 0 1 2
-COSINE_SEEDS ?= 0
+# Arms run at once (each stage process gets cores / JOBS threads).
+JOBS   ?= 1
 # Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -17,9 +19,10 @@ help:
 	@echo "make test    install (once) and run lint + the test suite"
 	@echo "make quick   lint + the tests not marked slow (the edit loop)"
 	@echo "make bench   run the benchmarks, write reports/bench.json"
-	@echo "make seeds   CE / Null BCE / C-R BCE / control over SEEDS='$(SEEDS)' (world 0) and WORLD1_SEEDS='$(WORLD1_SEEDS)' (world 1),"
-	@echo "             CE with the cosine head over COSINE_SEEDS='$(COSINE_SEEDS)' (world 0); an empty list skips its runs;"
-	@echo "             resumable: runs only what is missing or stale, then writes reports/headline.{json,md}"
+	@echo "make seeds   CE (linear and cosine head) / Null BCE / C-R BCE / control over SEEDS='$(SEEDS)' (world 0) and"
+	@echo "             WORLD1_SEEDS='$(WORLD1_SEEDS)' (world 1), the oracle arm over ORACLE_SEEDS='$(ORACLE_SEEDS)' (world 0);"
+	@echo "             an empty list skips its runs; JOBS=$(JOBS) arms at once; resumable and crash-safe: runs only"
+	@echo "             what is missing or stale, then writes reports/headline.{json,md}"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -55,9 +58,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out reports/bench.json
 
 seeds: $(STAMP)
-	$(if $(strip $(SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 $(foreach s,$(SEEDS),--seed $(s)))
-	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 1 $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
-	$(if $(strip $(COSINE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 --arm ce-cosine $(foreach s,$(COSINE_SEEDS),--seed $(s)))
+	$(if $(strip $(SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 --jobs $(JOBS) $(foreach s,$(SEEDS),--seed $(s)))
+	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 --jobs $(JOBS) --arm oracle $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
+	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 1 --jobs $(JOBS) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
 	$(BIN)/python -m uniseg.experiments headline
 	$(BIN)/dvc repro report   # results.md embeds the new headline
 

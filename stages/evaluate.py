@@ -55,7 +55,8 @@ def main(
                 metrics[path.stem] = model_metrics(results)
                 (tmp / path.stem).mkdir()
                 summary = {"loss": info.loss, "backbone": info.backbone, "classifier": info.classifier}
-                write_details(results, tmp / path.stem, {**summary, "datasets": info.datasets}, examples)
+                summary.update(datasets=info.datasets, union=info.classes)
+                write_details(results, tmp / path.stem, summary, examples)
                 means = Metrics({path.stem: metrics[path.stem]})
                 line = ", ".join(f"{g} {means.mean(path.stem, g)}" for g in GROUPS if means.has(path.stem, g))
                 typer.echo(f"evaluate {path.stem} ({info.loss}): mean mIoU {line}")

@@ -12,6 +12,7 @@ from uniseg.errors import exit_on_user_error
 from uniseg.fsio import atomic_dir, write_text
 from uniseg.params import load_params
 from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_headline, plot_panels
+from uniseg.report.readout import draw_readout
 from uniseg.report.results import results_markdown
 from uniseg.scores import (
     Metrics,
@@ -43,7 +44,8 @@ def main(
     with exit_on_user_error():
         p = load_params(params)
         metrics = Metrics.read(metrics_path)
-        losses = {m: read_details(eval_dir, m)["model"].get("loss", m) for m in metrics.models}
+        details = {m: read_details(eval_dir, m)["model"] for m in metrics.models}
+        losses = {m: details[m].get("loss", m) for m in metrics.models}
         predictions = {m: read_examples(eval_dir, m) for m in metrics.models}
         made = []
         headline = headline_markdown(p, headline_path)  # only a headline made from this data and profile
@@ -59,6 +61,8 @@ def main(
             ):
                 if plot_panels(example_rows(predictions, datasets, shards, losses), tmp / name):
                     made.append(name)
+            if draw_readout(eval_dir, details, predictions, p.train.datasets, shards, tmp / "readout.png"):
+                made.append("readout.png")
             drawn = bool(headline) and plot_headline(read_headline(headline_path), tmp / "headline.png")
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]

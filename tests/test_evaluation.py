@@ -194,7 +194,7 @@ def test_a_kitti_shaped_image_is_scored_at_its_label_resolution(tmp_path):
     info = ModelInfo(["road", "sky"], "hrnet_w18_small", "cosine", 20.0, "nullbce")
     target = make_target(data.classes, info.classes)
     scorers = score_images(
-        Constant(), info, iter_batches(make_eval_loader(data, 1)), {"k": (target, own_labels)}
+        Constant(), info, iter_batches(make_eval_loader(data, 1)), {"k": (Scorer(target), own_labels)}
     )
     conf = scorers["k"].conf["restricted"]
     assert conf.sum() == 375 * 1242

@@ -2,7 +2,12 @@
 the resumable runner (fingerprints decide what is recomputed), and the paper grid's table."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,47 +20,75 @@ from uniseg.report.headline import render
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _record(world, seed, arm, unseen, rider=50.0, relations=None, device="cpu AVX2"):
+def _record(
+    world,
+    seed,
+    arm,
+    unseen,
+    rider=50.0,
+    relations=None,
+    device="cpu AVX2",
+    seen=None,
+    union=None,
+    headroom=None,
+):
     datasets = {"kitti": {"miou": unseen, "iou": {"rider": rider}}, "camvid": {"miou": unseen}}
+    seen = unseen + 5 if seen is None else seen
+    metrics = {
+        "unseen": {**datasets, "mean": unseen},
+        "seen": {"cityscapes": {"miou": seen}, "mean": seen},
+    }
+    if headroom is not None:
+        metrics["unseen"]["kitti"]["headroom"] = headroom
+        metrics["unseen"]["mean_headroom"] = headroom
+    if union is not None:
+        metrics["union"] = {
+            "cityscapes": {"top1": union, "top1_classes": {"lane marking": union}},
+            "mean": union,
+        }
     return {
         "world": world,
         "seed": seed,
         "arm": arm,
         "seconds": 60,
         "device": device,
-        "metrics": {
-            "unseen": {**datasets, "mean": unseen},
-            "seen": {"cityscapes": {"miou": unseen + 5}, "mean": unseen + 5},
-        },
+        "metrics": metrics,
         "relations": relations or {},
     }
 
 
-def test_summary_is_mean_sample_std_and_a_t_interval():
+def test_summary_is_mean_sample_std_and_a_t_interval_for_any_number_of_seeds():
     s = summarise([40.0, 42.0, 44.0])
     assert s["mean"] == 42.0 and s["std"] == 2.0
     assert s["ci95"] == pytest.approx([42 - 4.303 * 2 / 3**0.5, 42 + 4.303 * 2 / 3**0.5], abs=0.01)
     assert summarise([41.0]) == {"mean": 41.0, "std": None, "ci95": None, "per_seed": [41.0]}
+    twelve = summarise([float(v % 2) for v in range(12)])  # t(11) = 2.201, not a normal quantile
+    half = 2.201 * twelve["std"] / 12**0.5
+    assert twelve["ci95"] == pytest.approx([0.5 - half, 0.5 + half], abs=0.01)
 
 
-def test_paired_differences_are_taken_per_seed_in_seed_order():
+def test_paired_differences_are_taken_per_seed_on_unseen_seen_signature_and_readout():
     records = [
-        _record(0, 1, "ce", 40.0, rider=30.0),
-        _record(0, 0, "ce", 45.0, rider=35.0),
-        _record(0, 0, "nullbce", 47.0, rider=45.0),
-        _record(0, 1, "nullbce", 41.0, rider=40.0),
-        _record(0, 0, "crbce", 48.0),
-        _record(0, 0, "control", 48.5),
+        _record(0, 1, "ce", 40.0, rider=30.0, seen=50.0),
+        _record(0, 0, "ce", 45.0, rider=35.0, seen=50.0),
+        _record(0, 0, "nullbce", 47.0, rider=45.0, seen=51.0),
+        _record(0, 1, "nullbce", 41.0, rider=40.0, seen=51.0),
+        _record(0, 0, "crbce", 48.0, union=30.0),
+        _record(0, 0, "control", 48.5, union=20.0),
     ]
     h = collect(records)
     assert h["arms"]["ce"]["per_seed"] == [45.0, 40.0], "per-arm values in seed order"
-    assert h["paired"]["nullbce_minus_ce"]["per_seed"] == [2.0, 1.0]
-    assert h["paired"]["nullbce_minus_ce"]["mean"] == 1.5
-    assert h["paired"]["crbce_minus_control"] == {**summarise([-0.5]), "seeds": [0]}
+    paired = h["paired"]["nullbce_minus_ce"]
+    assert paired["per_seed"] == [2.0, 1.0] and paired["mean"] == 1.5
+    assert paired["seen"]["per_seed"] == [1.0, 1.0]
+    assert paired["signature"]["per_seed"] == [1.0, 0.0], "unseen − seen, per seed"
+    assert h["paired"]["crbce_minus_control"]["per_seed"] == [-0.5]
+    assert h["paired"]["crbce_minus_control"]["union"]["per_seed"] == [10.0]
+    assert "union" not in paired, "no readout stored for these arms"
     assert h["classes"]["nullbce_minus_ce"]["unseen.kitti.rider"]["per_seed"] == [10.0, 10.0]
     assert h["arms"]["crbce"]["seeds"] == [0], "an arm run for some seeds only says which"
     text = render(h)
-    assert "| nullbce_minus_ce | 1.50 ± 0.71 |" in text and "+2.0, +1.0" in text
+    assert "| nullbce_minus_ce (2 seeds) | +1.50 [" in text and "+2.0, +1.0" in text
 
 
 def test_the_headline_says_which_seeds_ran_on_which_device():
@@ -73,21 +106,49 @@ def test_the_headline_says_which_seeds_ran_on_which_device():
 
 
 def test_targets_are_judged_on_the_headline():
-    rel = {"precision": 0.9, "recall": 0.5}
-    records = [_record(0, s, "ce", 40.0 + s) for s in range(5)]
-    records += [_record(0, s, "nullbce", 42.0 + s + 0.1 * s) for s in range(5)]
-    records += [_record(0, s, "crbce", 45.0, relations=rel) for s in range(5)]
-    records += [_record(0, s, "control", 45.2) for s in range(5)]
+    rel = {"precision": 0.9, "recall": 0.5, "paper_recall": 0.5}
+    records = [_record(0, s, "ce", 40.0 + s, seen=50.0) for s in range(5)]
+    records += [_record(0, s, "ce-cosine", 43.0 + s) for s in range(5)]
+    records += [_record(0, s, "nullbce", 42.0 + s + 0.1 * s, seen=50.5) for s in range(5)]
+    records += [_record(0, s, "crbce", 45.0, relations=rel, union=30.0 + s) for s in range(5)]
+    records += [_record(0, s, "control", 45.2, union=29.0) for s in range(5)]
     records += [_record(1, 0, "ce", 40.0), _record(1, 0, "nullbce", 39.0)]
     rows = collect(records)["targets"]
-    assert [(t["world"], t["met"]) for t in rows] == [(0, True), (0, False), (0, False), (1, False)]
-    assert rows[0]["measured"].startswith("+2.20 [") and rows[0]["measured"].endswith(", 5 seeds")
-    assert rows[1]["measured"].startswith("-0.20 [")
-    assert rows[2]["measured"] == "0.90 / 0.50", "precision met, recall not: not met"
-    assert "sign" in rows[3]["target"], "world 1 is judged by the default world's sign, and has the other"
+    assert [(t["world"], t["met"]) for t in rows] == [
+        (0, False),
+        (0, True),
+        (0, True),
+        (0, False),
+        (1, False),
+    ]
+    assert rows[0]["target"].startswith("Null BCE − CE (cosine head)")
+    assert rows[1]["measured"].startswith("+2.20 [") and "; +1.70 [" in rows[1]["measured"], (
+        "and the signature"
+    )
+    assert rows[2]["measured"].startswith("+3.00 ["), "C-R BCE − control on the union readout"
+    assert rows[3]["measured"] == "0.90; 0.50", "precision met, Table A-1 recall not: not met"
+    assert "sign" in rows[4]["target"], "world 1 is judged by the default world's sign, and has the other"
     three = [r for r in records if r["seed"] < 3]  # three seeds: an interval above 0, but too few seeds
-    assert collect(three)["targets"][0]["met"] is False
-    assert "| 0 | C-R BCE − control ≥ 0 |" in render(collect(three))
+    assert collect(three)["targets"][1]["met"] is False
+    flat = [r for r in records if r["arm"] != "nullbce"]
+    flat += [_record(0, s, "nullbce", 42.0 + s + 0.1 * s, seen=52.5 + s) for s in range(5)]
+    assert collect(flat)["targets"][1]["met"] is False, "as large a lead on seen as on unseen: no signature"
+    assert "| 0 | C-R BCE − control ≥ 0 on the union readout |" in render(collect(three))
+
+
+def test_the_oracle_rule_reads_the_headroom_and_the_oracle_against_its_control():
+    def world(headroom, oracle_gain, crbce_gain):
+        noise = (-0.1, 0.1, 0.0, 0.05)
+        out = [_record(0, s, "control", 50.0, headroom=headroom) for s in range(4)]
+        out += [_record(0, s, "oracle", 50.0 + oracle_gain + noise[s]) for s in range(4)]
+        return out + [_record(0, s, "crbce", 50.0 + crbce_gain + noise[s]) for s in range(4)]
+
+    assert "cannot show C-R BCE" in collect(world(0.2, 0.0, 0.0))["oracle_rule"]
+    assert "does not help even with perfect relations" in collect(world(1.0, 0.0, 0.0))["oracle_rule"]
+    assert "mining is the bottleneck" in collect(world(1.0, 0.8, 0.0))["oracle_rule"]
+    assert "none of the rule's cases" in collect(world(0.5, 0.0, 0.0))["oracle_rule"]
+    assert collect([_record(0, 0, "ce", 40.0)])["oracle_rule"] is None
+    assert "The oracle rule: headroom 1.00" in render(collect(world(1.0, 0.0, 0.0)))
 
 
 def test_the_paired_differences_are_drawn_per_world(tmp_path):
@@ -152,25 +213,42 @@ def test_the_paper_table_reads_metrics_through_one_reader():
     assert "| CIBM-nullbce | base | 50.0 | 50.0 |" in text and "mean_merged |" not in text
 
 
-@pytest.mark.slow
-def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tmp_path, monkeypatch):
-    """Every arm of one seed on the tiny profile; a second call keeps them; a changed evaluation param
-    re-scores only; a changed training param retrains."""
-    from uniseg.experiments.seeds import Runner
-
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    """A copy of the project's code with the tiny profile as params.yaml (its worlds rendered once)."""
+    root = tmp_path_factory.mktemp("seeds")
     for name in ("uniseg", "stages", "dvc.yaml", "models/pretrained.pt"):
-        src, dst = ROOT / name, tmp_path / name
+        src, dst = ROOT / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
-    monkeypatch.chdir(tmp_path)
-    params = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
-    Path("params.yaml").write_text(yaml.safe_dump(params))
-    runner = Runner(Path("params.yaml"), Path(".seeds"), Path("results"), echo=lambda line: None)
-    for arm in ("ce", "nullbce", "crbce", "control"):
-        assert runner.run(0, 0, arm) == "ran", arm
+    (root / "params.yaml").write_text((ROOT / "params.tiny.yaml").read_text())
+    return root
+
+
+def _seeds_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "uniseg.experiments", "seeds", "--world", "0", "--seed", "1", *args]
+
+
+@pytest.mark.slow
+def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tiny_project, monkeypatch):
+    """Every arm of one seed on the tiny profile, two at a time; a second call keeps them; a changed
+    evaluation param re-scores only; a changed training param retrains."""
+    from uniseg.experiments.seeds import Runner
+
+    monkeypatch.chdir(tiny_project)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    runner = Runner(Path("params.yaml"), Path(".seeds"), Path("results"), echo=lambda line: None, threads=1)
+    arms = ("ce", "ce-cosine", "crbce", "control", "oracle", "nullbce")
+    done = {job[2]: what for job, what, _ in runner.run_all([(0, 0, a) for a in arms], workers=2)}
+    assert done == dict.fromkeys(arms, "ran")
     stored = json.loads(runner.result_path(0, 0, "crbce").read_text())
     assert "kitti" in stored["metrics"]["unseen"] and "precision" in stored["relations"]
+    assert "paper_recall" in stored["relations"] and stored["device"].endswith(", 1 threads")
+    assert "union" in stored["metrics"] and "mean_headroom" in stored["metrics"]["unseen"]
     assert json.loads(runner.result_path(0, 0, "control").read_text())["relations"]["relations"] == 0
+    oracle = json.loads(runner.result_path(0, 0, "oracle").read_text())["relations"]
+    assert ["mapillary", "bicyclist", "rider"] in oracle["oracle"]
+    assert ["mapillary", "traffic sign (back)", "traffic sign"] not in oracle["oracle"], "reported apart"
     assert runner.run(0, 0, "nullbce") == "kept"
     params["evaluate"]["height"] = 32
     Path("params.yaml").write_text(yaml.safe_dump(params))
@@ -178,6 +256,44 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tmp_path, m
     params["train"]["lr"] = 0.02
     Path("params.yaml").write_text(yaml.safe_dump(params))
     assert runner.status(0, 0, "ce") == "run"
+    Path("params.yaml").write_text((ROOT / "params.tiny.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_result_and_a_rerun_completes_it(tiny_project):
+    result = tiny_project / "reports/seeds/world0/seed1-ce.json"
+    started = tiny_project / ".seeds/world0/seed1/ce.params.yaml"  # written as training starts
+    proc = subprocess.Popen(_seeds_command("--arm", "ce"), cwd=tiny_project, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its stage process, mid-training
+    proc.wait()
+    assert not result.exists(), "no result from a killed run"
+    assert not (result.parent.exists() and any(result.parent.glob(".*"))), "no temporary left behind"
+    again = subprocess.run(_seeds_command("--arm", "ce"), cwd=tiny_project, capture_output=True, text=True)
+    assert again.returncode == 0 and "ce: ran" in again.stdout, again.stderr[-2000:]
+    assert json.loads(result.read_text())["fingerprint"]["train"]
+
+
+@pytest.mark.slow
+def test_two_runners_on_the_same_folders_do_the_work_once(tiny_project):
+    runners = [
+        subprocess.Popen(
+            _seeds_command("--arm", "ce-cosine"), cwd=tiny_project, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [r.communicate()[0] for r in runners]
+    assert [r.returncode for r in runners] == [0, 0]
+    said = sorted(
+        line.split(": ")[1].split(" in ")[0]
+        for out in outputs
+        for line in out.splitlines()
+        if "seed 1 ce-cosine:" in line
+    )
+    assert said == ["kept", "ran"], outputs
+    json.loads((tiny_project / "reports/seeds/world0/seed1-ce-cosine.json").read_text())  # whole and valid
 
 
 def test_a_report_shows_the_headline_only_for_the_data_and_profile_it_was_made_from(tmp_path):

@@ -197,3 +197,21 @@ def test_mining_a_few_classes_at_a_time_equals_the_whole_union(monkeypatch):
     sums, counts = _brute_force(model, images, labels, k)
     assert torch.allclose(torch.from_numpy(acc["sums"]), sums, atol=1e-5)
     assert torch.equal(torch.from_numpy(acc["pixels"]), counts)
+
+
+def test_recall_on_what_a_target_can_fairly_ask_for():
+    from uniseg.relation_scores import paper_drawn, reachable_recalls
+
+    truth = [
+        ("mapillary", "bicyclist", "rider"),
+        ("mapillary", "motorcyclist", "rider"),
+        ("mapillary", "curb", "sidewalk"),
+        ("idd", "rail track", "terrain"),
+    ]
+    spaces = {"mapillary": ["bicyclist", "motorcyclist", "curb", "sidewalk"], "idd": ["rail track"]}
+    assert paper_drawn(truth) == [("mapillary", "bicyclist", "rider"), ("mapillary", "motorcyclist", "rider")]
+    r = reachable_recalls(
+        [("mapillary", "bicyclist", "rider"), ("mapillary", "curb", "sidewalk")], truth, spaces
+    )
+    assert r["paper_recall"] == 0.5 and r["paper_true"] == 2
+    assert r["outside_recall"] == round(1 / 3, 3), "curb -> sidewalk is inside Mapillary's own space"

@@ -1,13 +1,14 @@
 """Evaluating a model: which (images, label space) pairs to score — unseen test sets, seen val splits,
-and each training dataset in every other one's label space (cross) — with which ground truth, and the
-example predictions the report shows. The protocols themselves are in protocols.py; the files the
+each training dataset in every other one's label space (cross), and on synthetic data each seen val split
+read in the full union (readout.py) — with which ground truth, and the example predictions the report
+shows. The protocols themselves are in protocols.py; the files the
 results go to in scores.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from uniseg import IGNORE, taxonomy
 from uniseg.data import EvalSet, iter_batches, make_eval_loader
 from uniseg.datasets.layout import read_meta
 from uniseg.errors import DataError, UserError
-from uniseg.protocols import ScoreMaps, Scorer, Target, make_target
+from uniseg.protocols import ScoreMaps, Scorer, make_target
+from uniseg.readout import ReadoutScorer, make_readout, outside_top1
 from uniseg.scores import cross_name
 
 GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
@@ -25,6 +27,13 @@ GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
 
 def own_labels(labels: torch.Tensor, worlds: list) -> torch.Tensor:
     return labels
+
+
+def world_maps(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+    """The world maps themselves (the union readout's truth)."""
+    if any(w.numel() == 0 for w in worlds):
+        raise DataError("the union readout needs the synthetic world maps, but a sample has none")
+    return torch.stack(worlds)
 
 
 def world_labels(lut: np.ndarray) -> GroundTruth:
@@ -55,12 +64,14 @@ def renamed_labels(source: Sequence[str], target: Sequence[str]) -> GroundTruth:
 
 @dataclass(frozen=True)
 class Task:
-    """Score the `split` images of `images` in label space `space` (group: unseen | seen | cross)."""
+    """Score the `split` images of `images` in label space `space` (group: unseen | seen | cross), or read
+    them in the full union (group: union, the readout)."""
 
     group: str
     name: str  # metric key under the group: the dataset, or scores.cross_name(images, space) for cross
     images: str
     space: str
+    in_mean: bool = True  # averaged into its group's mean (WildDash 2 is not: a benchmark of its own)
 
 
 def plan_tasks(
@@ -69,14 +80,26 @@ def plan_tasks(
     seen: Sequence[str],
     cross: bool,
     leave_one_out: Sequence[str] = (),
+    union: bool = False,
 ) -> list[Task]:
     """The evaluations of one model: unseen test sets (plus left-out training sets), seen val splits,
-    and with `cross` every ordered pair (i, j), i != j, of training datasets."""
-    tasks = [Task("unseen", d, d, d) for d in list(unseen) + [d for d in leave_one_out if d not in unseen]]
+    with `cross` every ordered pair (i, j), i != j, of training datasets, and with `union` the union
+    readout of each seen val split (synthetic data: it needs the world maps)."""
+    tasks = [
+        Task("unseen", d, d, d, in_mean=_in_mean(d))
+        for d in list(unseen) + [d for d in leave_one_out if d not in unseen]
+    ]
     tasks += [Task("seen", d, d, d) for d in seen if d in train]
     if cross:
         tasks += [Task("cross", cross_name(i, j), i, j) for i in train for j in train if i != j]
+    if union:
+        tasks += [Task("union", d, d, d) for d in seen if d in train]
     return tasks
+
+
+def _in_mean(name: str) -> bool:
+    known = name in taxonomy.known_datasets()
+    return taxonomy.dataset_info(name).in_mean if known else True
 
 
 def merge_relations(source: str, datasets: Sequence[str], multilabels=None) -> list[tuple[str, str, str]]:
@@ -94,37 +117,61 @@ def merge_relations(source: str, datasets: Sequence[str], multilabels=None) -> l
     return relation_triples(multilabels)
 
 
+@dataclass
+class Examples:
+    """What the report shows of the first images of a set: restricted predictions in the set's own label
+    space [(key, uint8 label-space indices)] and, for a training set, the outside-space top-1 of the union
+    readout [(key, uint8 union indices, uint8 probability x 255)]."""
+
+    n: int
+    own: object = None  # the key of the set's own label space among the scorers
+    readout: object = None  # the key of its union readout
+    labels: list = field(default_factory=list)
+    outside: list = field(default_factory=list)
+
+
 @torch.no_grad()
 def score_images(
     model,
     info,
     batches,
-    targets: dict[str, tuple[Target, GroundTruth]],
+    scorers: dict[object, tuple[object, GroundTruth]],
     device="cpu",
     window: int = 0,
-    examples: tuple[object, int] | None = None,
-) -> dict[str, Scorer] | tuple[dict[str, Scorer], list]:
-    """Predict every batch once and score it in each target label space, at the labels' resolution.
-    examples = (target key, n): also return the restricted predictions of the first n images in that
-    target's label space, as [(key, uint8 [H, W] label-space indices)] (the report's example panels)."""
+    examples: Examples | None = None,
+) -> dict:
+    """Predict every batch once and update each scorer (a Scorer in its target label space, or a
+    ReadoutScorer) with its ground truth, at the labels' resolution. Returns the scorers; fills
+    `examples` with the first images' predictions."""
     from uniseg.models import flush_denormals
 
     flush_denormals()
-    scorers = {k: Scorer(t) for k, (t, _) in targets.items()}
-    kept: list = []
     for images, labels, worlds, keys in batches:
         maps = ScoreMaps(model, info, images.to(device), tuple(labels.shape[-2:]), window)
-        for k, (_, gt) in targets.items():
-            scorers[k].update(maps, gt(labels, worlds).to(device))
-        if examples is not None and len(kept) < examples[1]:
-            target = targets[examples[0]][0]
-            pred = maps.predict(target)[: examples[1] - len(kept)].cpu()
-            evaluated = torch.tensor(target.resolution.evaluated, dtype=torch.uint8)
-            kept += [(key, evaluated[p].numpy()) for key, p in zip(keys, pred, strict=False)]
-    return scorers if examples is None else (scorers, kept)
+        for scorer, gt in scorers.values():
+            scorer.update(maps, gt(labels, worlds).to(device))
+        if examples is not None and len(examples.labels) < examples.n:
+            _keep_examples(maps, keys, scorers, examples)
+    return {k: scorer for k, (scorer, _) in scorers.items()}
+
+
+def _keep_examples(maps: ScoreMaps, keys, scorers: dict, examples: Examples) -> None:
+    room = examples.n - len(examples.labels)
+    if examples.own is not None:
+        target = scorers[examples.own][0].target
+        pred = maps.predict(target)[:room].cpu()
+        evaluated = torch.tensor(target.resolution.evaluated, dtype=torch.uint8)
+        examples.labels += [(key, evaluated[p].numpy()) for key, p in zip(keys, pred, strict=False)]
+    if examples.readout is not None:
+        top1, score = outside_top1(maps, scorers[examples.readout][0].readout)
+        score = (score[:room] * 255 + 0.5).clamp(0, 255).to(torch.uint8).cpu()
+        top1 = top1[:room].to(torch.uint8).cpu()
+        examples.outside += [(k, c.numpy(), s.numpy()) for k, c, s in zip(keys, top1, score, strict=False)]
 
 
 def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
+    if task.group == "union":
+        return world_maps
     if task.images == task.space:
         return own_labels
     if source == "synthetic":
@@ -134,14 +181,35 @@ def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
     return renamed_labels(metas[task.images].classes, metas[task.space].classes)
 
 
+def _scorer(task: Task, info, metas: dict, relations, synthetic: bool):
+    """The scorer of one task: a Scorer in the task's label space (with the headroom of the classes a true
+    relation can move, on a synthetic unseen set), or the union readout's ReadoutScorer."""
+    meta = metas[task.space]
+    try:
+        if task.group == "union":
+            from uniseg.datasets.synthetic import WORLD_CLASSES, outside_names
+
+            names = outside_names(task.images, info.datasets)
+            readout = make_readout(task.images, meta.classes, info.classes, WORLD_CLASSES, names)
+            return None if readout is None else ReadoutScorer(readout, info.sigmoid)
+        conflict = None
+        if synthetic and task.group == "unseen":
+            from uniseg.datasets.synthetic.truth import scored_secondaries
+
+            conflict = scored_secondaries(info.datasets, task.space)
+        return Scorer(make_target(meta.classes, info.classes, meta.fallbacks, relations), conflict=conflict)
+    except UserError as exc:
+        raise UserError(f"evaluate {task.group} {task.name}: {exc}") from None
+
+
 def evaluate_model(
     model, info, p, shards: Path, multilabels=None, device="cpu", progress: str = ""
 ) -> tuple[dict, dict]:
     """Score `model` (with its ModelInfo) on every task of params `p` (data.source, evaluate.*).
     multilabels: the relabel table (real data: the merged protocol's relations). progress: the label of
-    a progress bar per image set ("" for none). Returns ({Task: TaskScore}, examples): examples =
-    {dataset: [(key, prediction)]}, the restricted predictions of the first report.figure_images val
-    images of each unseen dataset (one of each seen one), for the report's panels."""
+    a progress bar per image set ("" for none). Returns ({Task: TaskScore | ReadoutScore}, examples):
+    examples = {dataset: Examples}, the predictions of the first report.figure_images val images of each
+    unseen dataset (one of each seen one), for the report's panels."""
     from tqdm import tqdm
 
     left_out = []
@@ -151,19 +219,19 @@ def evaluate_model(
             for d in taxonomy.known_datasets()
             if taxonomy.dataset_info(d).role == "train" and d not in info.datasets and (shards / d).is_dir()
         ]
-    tasks = plan_tasks(info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out)
+    synthetic = p.data.source == "synthetic"
+    tasks = plan_tasks(
+        info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out, union=synthetic
+    )
     metas = {d: read_meta(shards / d) for d in {t.images for t in tasks} | {t.space for t in tasks}}
     relations = merge_relations(p.data.source, info.datasets, multilabels)
     results, examples = {}, {}
     for images in dict.fromkeys(t.images for t in tasks):
-        targets = {}
+        scorers = {}
         for task in (t for t in tasks if t.images == images):
-            meta = metas[task.space]
-            try:
-                target = make_target(meta.classes, info.classes, meta.fallbacks, relations)
-            except UserError as exc:
-                raise UserError(f"evaluate {task.group} {task.name}: {exc}") from None
-            targets[task] = (target, _ground_truth(task, metas, p.data.source))
+            scorer = _scorer(task, info, metas, relations, synthetic)
+            if scorer is not None:
+                scorers[task] = (scorer, _ground_truth(task, metas, p.data.source))
         dataset = EvalSet(shards / images, "val", p.evaluate.height)
         bar = tqdm(total=len(dataset), desc=f"{progress}: {images}", disable=not progress, leave=False)
 
@@ -172,7 +240,7 @@ def evaluate_model(
                 yield batch
                 bar.update(len(batch[0]))
 
-        own = next((t for t in targets if t.space == images), None)
+        own = next((t for t in scorers if t.space == images and t.group != "union"), None)
         n = (
             0
             if own is None
@@ -180,10 +248,12 @@ def evaluate_model(
             if own.group == "unseen"
             else min(p.report.figure_images, 1)
         )
+        readout = next((t for t in scorers if t.group == "union"), None)
+        kept = Examples(n, own, readout)
         with torch.inference_mode():
-            scorers, kept = score_images(model, info, batches(), targets, device, p.evaluate.window, (own, n))
-        if kept:
+            scored = score_images(model, info, batches(), scorers, device, p.evaluate.window, kept)
+        if kept.labels or kept.outside:
             examples[images] = kept
         bar.close()
-        results.update({task: scorer.result() for task, scorer in scorers.items()})
+        results.update({task: scorer.result() for task, scorer in scored.items()})
     return results, examples

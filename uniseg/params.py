@@ -36,6 +36,7 @@ class SyntheticParams(_Section):
     train_images: PosInt = 240  # per training dataset
     val_images: PosInt = 160  # per training dataset (the seen val split)
     test_images: PosInt = 400  # per test dataset (the unseen test sets)
+    negative_images: NonNegInt = 100  # negative frames of a test set that has them (WildDash 2)
 
 
 class ShardParams(_Section):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from uniseg import IGNORE
-from uniseg.metrics import all_reduce_, confusion_matrix, iou_per_class, mean_iou
+from uniseg.metrics import all_reduce_, confusion_matrix, iou_per_class, mean_iou, perfected_miou
 from uniseg.taxonomy import Resolution, resolve
 
 PROTOCOLS = ("restricted", "merged")
@@ -205,13 +205,19 @@ class TaskScore:
     classes: dict[str, int]
     missing: list[str]
     confusion: dict[str, list]
+    # mIoU points (restricted) gained had every pixel of the `conflict` classes been right: the most a
+    # change confined to them (a relation) can add. None when no conflict classes were given.
+    headroom: float | None = None
 
 
 class Scorer:
-    """Accumulates one confusion matrix per protocol for one (images, label space) evaluation."""
+    """Accumulates one confusion matrix per protocol for one (images, label space) evaluation. conflict:
+    the target classes whose headroom to report (TaskScore.headroom), if any."""
 
-    def __init__(self, target: Target, protocols: Sequence[str] = PROTOCOLS):
-        self.target = target
+    def __init__(
+        self, target: Target, protocols: Sequence[str] = PROTOCOLS, conflict: Sequence[str] | None = None
+    ):
+        self.target, self.conflict = target, conflict
         m = len(target.channels)
         self.conf = {p: torch.zeros(m, m, dtype=torch.float64) for p in protocols}
 
@@ -239,4 +245,9 @@ class Scorer:
                 for n, v in zip(names, iou_per_class(conf).tolist(), strict=True)
             }
             confusion[protocol] = conf.tolist()
-        return TaskScore(miou, iou, counts, list(self.target.resolution.missing), confusion)
+        headroom = None
+        if self.conflict is not None and PROTOCOLS[0] in self.conf and miou[PROTOCOLS[0]] is not None:
+            rows = [names.index(c) for c in self.conflict if c in names]
+            conf = self.conf[PROTOCOLS[0]]
+            headroom = round(perfected_miou(conf, rows) - mean_iou(conf)[0], 2)
+        return TaskScore(miou, iou, counts, list(self.target.resolution.missing), confusion, headroom)

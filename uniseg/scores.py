@@ -3,10 +3,14 @@ metrics), reports/eval/<model>/, reports/relations.json and the seeds headline (
 .md) — written and read here only.
 
 metrics.json, the headline: {model: {group: {dataset: {"miou", "miou_merged", "classes"}, "mean": ..,
-"mean_merged": ..}}}, percent, one decimal. Groups: unseen, seen, cross; a cross entry is named
-"<i>_in_<j>" (the val images of dataset i scored in dataset j's label space). class_iou.json, beside it,
-holds the per-class IoUs under the same path: {model: {group: {dataset: {"iou": {class: IoU}}}}}. Metric
-keys such as `base.unseen.kitti.miou` and `base.unseen.kitti.iou.rider` are a contract (README,
+"mean_merged": ..}}}, percent, one decimal. Groups: unseen, seen, cross, union; a cross entry is named
+"<i>_in_<j>" (the val images of dataset i scored in dataset j's label space); unseen entries on the
+synthetic benchmark also hold "headroom" (mIoU points had every pixel of the classes a true relation can
+move been right; group mean "mean_headroom"); union entries (the union readout of a training dataset's
+val images, readout.py) hold "top1" and "confident" (percent; group means "mean", "mean_confident").
+class_iou.json, beside it, holds the per-class numbers under the same path: {model: {group: {dataset:
+{"iou": {class: IoU}}}}}, for the readout {"top1_classes" / "confident_classes": {world class: %}}.
+Metric keys such as `base.unseen.kitti.miou` and `base.unseen.kitti.iou.rider` are a contract (README,
 `dvc metrics diff`, `make seeds`).
 relations.json: {"relations": {"tau", "tau_pairs", "relations", and on synthetic data "precision",
 "recall", "mined", "true", "hits"}}.
@@ -31,10 +35,20 @@ from PIL import Image
 from uniseg.errors import DataError
 from uniseg.fsio import write_json, write_text
 
-GROUPS = ("unseen", "seen", "cross")
+GROUPS = ("unseen", "seen", "cross", "union")
 RESTRICTED = "restricted"  # the paper's protocol: the one per-class IoUs and example predictions use
 PROTOCOL_KEYS = {RESTRICTED: "miou", "merged": "miou_merged"}  # protocol -> the per-dataset mIoU key
-MEAN_KEYS = {"miou": "mean", "miou_merged": "mean_merged"}  # per-dataset key -> the group's mean key
+HEADROOM = "headroom"  # unseen sets (synthetic): mIoU points a relation could add at most
+TOP1, CONFIDENT = "top1", "confident"  # the union readout: outside-space top-1 right; its p > 0.5
+# per-dataset key -> the group's mean key (the union group's main number, top1, has the plain "mean")
+MEAN_KEYS = {
+    "miou": "mean",
+    "miou_merged": "mean_merged",
+    HEADROOM: "mean_headroom",
+    TOP1: "mean",
+    CONFIDENT: "mean_confident",
+}
+CLASS_KEYS = {"iou": "iou", TOP1: "top1_classes", CONFIDENT: "confident_classes"}  # per-class blocks
 _CROSS = "_in_"
 
 
@@ -49,24 +63,42 @@ def parse_cross(name: str) -> tuple[str, str] | None:
     return (images, space) if sep else None
 
 
-def mean_of(entries: list[dict], key: str) -> float | None:
+def mean_of(entries: list[dict], key: str, digits: int = 1) -> float | None:
     values = [e[key] for e in entries if e.get(key) is not None]
-    return round(float(np.mean(values)), 1) if values else None
+    return round(float(np.mean(values)), digits) if values else None
+
+
+def _entry(r) -> dict:
+    """A metrics entry of one task's result: protocols.TaskScore or readout.ReadoutScore."""
+    if hasattr(r, "top1"):  # the union readout
+        entry = {TOP1: mean_of([{"v": v} for v in r.top1.values()], "v"), CLASS_KEYS[TOP1]: r.top1}
+        if r.confident is not None:
+            entry[CONFIDENT] = mean_of([{"v": v} for v in r.confident.values()], "v")
+            entry[CLASS_KEYS[CONFIDENT]] = r.confident
+        return entry
+    entry = {PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS}
+    entry["classes"] = r.classes[RESTRICTED]
+    if r.headroom is not None:
+        entry[HEADROOM] = r.headroom
+    entry["iou"] = {c: v for c, v in r.iou[RESTRICTED].items() if v is not None}
+    return entry
 
 
 def model_metrics(results: dict) -> dict:
-    """One model's metrics.json entry from evaluation results {task: protocols.TaskScore} (task: group,
-    name)."""
+    """One model's metrics.json entry from evaluation results {task: TaskScore | ReadoutScore} (task:
+    group, name, in_mean). Each group gets the mean of every key its averaged entries have (a task with
+    in_mean False, WildDash 2, is reported but not averaged)."""
     out: dict = {}
+    averaged: dict[str, list] = {}
     for task, r in results.items():
-        entry = {PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS}
-        entry["classes"] = r.classes[RESTRICTED]
-        entry["iou"] = {c: v for c, v in r.iou[RESTRICTED].items() if v is not None}
-        out.setdefault(task.group, {})[task.name] = entry
-    for group in out.values():
-        entries = list(group.values())
+        out.setdefault(task.group, {})[task.name] = entry = _entry(r)
+        if getattr(task, "in_mean", True):
+            averaged.setdefault(task.group, []).append(entry)
+    for name, group in out.items():
+        entries = averaged.get(name, [])
         for key, mean_key in MEAN_KEYS.items():
-            group[mean_key] = mean_of(entries, key)
+            if any(key in e for e in entries):
+                group[mean_key] = mean_of(entries, key, 2 if key == HEADROOM else 1)
     return out
 
 
@@ -74,11 +106,16 @@ def write_details(
     results: dict, out_dir: Path, model: dict | None = None, examples: dict | None = None
 ) -> None:
     """reports/eval/<model>/: iou.json (rows of the DVC bar plot), details.json (per task: protocols,
-    classes the union lacks, confusion matrices; the model's loss and training datasets) and
-    examples/<dataset>/<key>.png (the restricted predictions the report shows, label-space indices)."""
+    classes the union lacks, confusion matrices, or the union readout's numbers per world class; the
+    model's loss, training datasets and union) and examples/<dataset>/: <key>.png (the restricted
+    predictions the report shows, label-space indices) and, for a training dataset, <key>.outside.png
+    (the union readout's outside-space top-1: union index and probability x 255, a two-channel PNG)."""
     rows, details = [], {}
     for task, r in results.items():
         key = f"{task.group}/{task.name}"
+        if hasattr(r, "top1"):
+            details[key] = {"images": task.images, TOP1: r.top1, CONFIDENT: r.confident, "pixels": r.pixels}
+            continue
         for cls, iou in r.iou[RESTRICTED].items():
             if iou is not None:
                 rows.append({"task": key, "class": cls, "key": f"{key}: {cls}", "iou": iou})
@@ -91,12 +128,20 @@ def write_details(
             "iou": r.iou,
             "confusion": {"classes": list(r.iou[RESTRICTED]), **r.confusion},
         }
+        if r.headroom is not None:
+            details[key][HEADROOM] = r.headroom
     write_json(out_dir / "iou.json", rows)
     write_json(out_dir / "details.json", {"model": model or {}, "tasks": details}, indent=1)
     for dataset, kept in (examples or {}).items():
-        (out_dir / "examples" / dataset).mkdir(parents=True, exist_ok=True)
-        for key, prediction in kept:
-            Image.fromarray(prediction).save(out_dir / "examples" / dataset / f"{key}.png")
+        folder = out_dir / "examples" / dataset
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, prediction in kept.labels:
+            Image.fromarray(prediction).save(folder / f"{key}.png")
+        for key, top1, score in kept.outside:
+            Image.fromarray(np.stack([top1, score], -1), mode="LA").save(folder / f"{key}{_OUTSIDE}.png")
+
+
+_OUTSIDE = ".outside"
 
 
 def read_details(eval_dir: Path, model: str) -> dict:
@@ -108,7 +153,19 @@ def read_examples(eval_dir: Path, model: str) -> dict[str, dict[str, np.ndarray]
     """{dataset: {key: prediction uint8 [H, W]}} stored by the evaluation for the report."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for path in sorted((Path(eval_dir) / model / "examples").glob("*/*.png")):
-        out.setdefault(path.parent.name, {})[path.stem] = np.array(Image.open(path))
+        if not path.stem.endswith(_OUTSIDE):
+            out.setdefault(path.parent.name, {})[path.stem] = np.array(Image.open(path))
+    return out
+
+
+def read_outside_examples(eval_dir: Path, model: str) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """{dataset: {key: (outside-space top-1 as union indices uint8 [H, W], its probability float [H, W])}}:
+    the union readout's example predictions (training datasets' val images)."""
+    out: dict[str, dict] = {}
+    for path in sorted((Path(eval_dir) / model / "examples").glob(f"*/*{_OUTSIDE}.png")):
+        pixels = np.array(Image.open(path))
+        key = path.stem[: -len(_OUTSIDE)]
+        out.setdefault(path.parent.name, {})[key] = (pixels[..., 0], pixels[..., 1] / 255.0)
     return out
 
 
@@ -118,9 +175,11 @@ CLASS_FILE = "class_iou.json"
 def write_metrics(path: Path, metrics: dict[str, dict]) -> None:
     """metrics.json without the per-class IoUs (a headline that fits a terminal), class_iou.json beside
     it with them."""
-    head = {m: {g: {n: ({k: v for k, v in e.items() if k != "iou"} if isinstance(e, dict) else e)
+    blocks = set(CLASS_KEYS.values())
+    head = {m: {g: {n: ({k: v for k, v in e.items() if k not in blocks} if isinstance(e, dict) else e)
                     for n, e in group.items()} for g, group in groups.items()} for m, groups in metrics.items()}  # fmt: skip
-    per_class = {m: {g: {n: {"iou": e["iou"]} for n, e in group.items() if isinstance(e, dict) and "iou" in e}
+    per_class = {m: {g: {n: {k: v for k, v in e.items() if k in blocks} for n, e in group.items()
+                         if isinstance(e, dict) and blocks & set(e)}
                      for g, group in groups.items()} for m, groups in metrics.items()}  # fmt: skip
     write_json(path, head)
     write_json(Path(path).with_name(CLASS_FILE), per_class)
@@ -189,6 +248,26 @@ class Metrics:
     def class_iou(self, model: str, group: str, name: str) -> dict[str, float]:
         entry = self._group(model, group).get(name)
         return dict(entry.get("iou", {})) if isinstance(entry, dict) else {}
+
+    def readout(self, model: str, name: str | None = None, key: str = TOP1) -> float | None:
+        """The union readout (percent; key TOP1 or CONFIDENT) of one training dataset's val images, or
+        the mean over them (name None)."""
+        if name is None:
+            return self._group(model, "union").get(MEAN_KEYS[key])
+        entry = self._group(model, "union").get(name)
+        return entry.get(key) if isinstance(entry, dict) else None
+
+    def readout_classes(self, model: str, name: str, key: str = TOP1) -> dict[str, float]:
+        """{world class: percent} of the union readout of one training dataset's val images."""
+        entry = self._group(model, "union").get(name)
+        return dict(entry.get(CLASS_KEYS[key]) or {}) if isinstance(entry, dict) else {}
+
+    def headroom(self, model: str, name: str | None = None) -> float | None:
+        """mIoU points an unseen set (or their mean, name None) would gain had every pixel of the classes
+        a true relation can move been right (synthetic benchmark)."""
+        group = self._group(model, "unseen")
+        entry = group.get(MEAN_KEYS[HEADROOM]) if name is None else group.get(name)
+        return entry.get(HEADROOM) if isinstance(entry, dict) else entry
 
     def cross(self, model: str) -> list[Cross]:
         """The cross-label-space entries of `model` with their image set and label space."""

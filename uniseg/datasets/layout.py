@@ -4,12 +4,14 @@ dataset is not copied into it: its data/raw/<name>/ holds dataset.json and an in
 uniseg/datasets/index.py.)
 
     data/raw/<name>/
-      dataset.json                  {"name", "source", "classes", "fallbacks", "splits", "world_classes"?}
+      dataset.json                  {"name", "source", "classes", "fallbacks", "splits", "world_classes"?,
+                                     "negatives"?}
       <split>/<key>.jpg | .png      RGB image
       <split>/<key>.label.png       uint8 "L": label-space indices (dataset.json classes), 255 = ignore
       <split>/<key>.world.png       synthetic only: uint8 world-class ids (dataset.json world_classes)
 
-Splits are `train`, `val`, `test`. Keys are unique within a dataset and safe as file names.
+Splits are `train`, `val`, `test`. Keys are unique within a dataset and safe as file names. `negatives`
+lists the keys of a test set's negative frames (no road-scene class; void ground truth): WildDash 2's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class DatasetMeta:
     splits: dict[str, int] = field(default_factory=dict)  # split -> image count
     fallbacks: dict[str, str] = field(default_factory=dict)  # class -> union class used when absent
     world_classes: list[str] | None = None  # synthetic only
+    negatives: list[str] = field(default_factory=list)  # keys of negative frames (a test set's)
 
     def to_json(self) -> dict:
         out = {
@@ -44,6 +47,8 @@ class DatasetMeta:
         }
         if self.world_classes is not None:
             out["world_classes"] = list(self.world_classes)
+        if self.negatives:
+            out["negatives"] = list(self.negatives)
         return out
 
 
@@ -64,6 +69,7 @@ def read_meta(root: str | Path) -> DatasetMeta:
             splits=dict(d.get("splits", {})),
             fallbacks=dict(d.get("fallbacks", {})),
             world_classes=d.get("world_classes"),
+            negatives=list(d.get("negatives", [])),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a valid dataset description ({exc})") from None

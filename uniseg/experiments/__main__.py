@@ -43,13 +43,16 @@ def seeds(
         [0, 1, 2, 3, 4], "--seed", help="Training seeds (repeat the option)."
     ),
     arms: list[str] = typer.Option(
-        None, "--arm", help="Arms (repeat): ce, ce-cosine, nullbce, crbce, control."
+        None, "--arm", help="Arms (repeat): ce, ce-cosine, nullbce, crbce, control, oracle, crbce-paper."
     ),
     params: Path = typer.Option(Path("params.yaml"), help="The profile the arms start from."),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Arms run at once (each stage gets cores / jobs threads)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what is done, stale or missing."),
 ) -> None:
     """Run what is missing or stale of the arms x seeds of one world; keep what is current."""
-    import time
+    import os
 
     from uniseg.experiments.seeds import ARMS, DEFAULT_ARMS, Runner
 
@@ -60,18 +63,17 @@ def seeds(
             raise typer.BadParameter(
                 f"unknown arm {unknown[0]!r}; valid: {', '.join(ARMS)}", param_hint="--arm"
             )
-        runner = Runner(params, WORK, RESULTS, typer.echo)
-        for seed in seed_list:
-            for arm in arms:
-                if dry_run:
-                    typer.echo(f"world {world} seed {seed} {arm}: {runner.status(world, seed, arm)}")
-                    continue
-                start = time.monotonic()
-                typer.echo(f"[seeds] world {world} seed {seed} {arm} ...")
-                done = runner.run(world, seed, arm)
-                typer.echo(
-                    f"[seeds] world {world} seed {seed} {arm}: {done} in {time.monotonic() - start:.0f} s"
-                )
+        threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+        runner = Runner(params, WORK, RESULTS, typer.echo, threads=threads)
+        plan = [(world, seed, arm) for seed in seed_list for arm in arms]
+        if not dry_run:
+            typer.echo(f"[seeds] world {world}: {len(plan)} runs, {jobs} at a time")
+        for (w, seed, arm), done, seconds in runner.run_all(plan, jobs, dry_run):
+            typer.echo(
+                f"world {w} seed {seed} {arm}: {done}"
+                if dry_run
+                else f"[seeds] world {w} seed {seed} {arm}: {done} in {seconds:.0f} s"
+            )
 
 
 @app.command()

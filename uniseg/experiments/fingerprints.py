@@ -22,27 +22,33 @@ from uniseg.shards import ShardReader
 
 # Code that only draws or writes reports (relabel also renders relations.md and the heat map): a change
 # there never changes a number, so it does not make results stale.
-PRESENTATION = ("uniseg/report", "uniseg/colours.py", "uniseg/datasets/preview.py")
+PRESENTATION = ("uniseg/report", "uniseg/colours.py", "uniseg/datasets/preview.py", "uniseg/plotting.py")
+# The metrics files' writer and vocabulary: the training stages import it only to write relations.json,
+# so it is left out of a training fingerprint; the evaluation fingerprint covers it.
+REPORTING = ("uniseg/scores.py",)
 # Params that change how a run is executed or reported, not what it computes.
 NOT_COMPUTATION = {"train": {"workers", "checkpoint_every", "log_every"}, "shard": {"workers"}}
 
 
-def compute_device() -> str:
+def compute_device(threads: int | None = None) -> str:
     """What the stage commands compute on: CUDA when there is a GPU (they pick it), else the CPU, named by
-    the vector instructions its kernels use (AVX2 and AVX-512 kernels round differently)."""
+    the vector instructions its kernels use (AVX2 and AVX-512 kernels round differently) and, when a run
+    was limited to fewer threads than the machine has (`make seeds JOBS=N`), the threads: another
+    reduction order, so last-bit differences like another device's."""
     import torch
 
     if torch.cuda.is_available():
         return f"cuda {torch.cuda.get_device_name(0)}"
-    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    cpu = f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    return cpu if threads is None else f"{cpu}, {threads} threads"
 
 
 def _code_files(stages: tuple[str, ...], root: Path) -> list[Path]:
-    """The code and input files the given dvc.yaml stages depend on: not data, not presentation, and no
-    other stage's output (models/base.pt is a dep of mine) but the pretrained backbone's, an input of
+    """The code and input files the given dvc.yaml stages depend on: not data, not presentation, not the
+    metrics writer but for the evaluate stage, and no other stage's output (models/base.pt is a dep of mine) but the pretrained backbone's, an input of
     every training here as ImageNet's weights are of the paper's."""
     spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    bodies = [spec[name].get("do", spec[name]) for name in stages]
+    bodies = [(name, spec[name].get("do", spec[name])) for name in stages]
     produced = {
         o if isinstance(o, str) else next(iter(o))
         for name, stage in spec.items()
@@ -50,10 +56,11 @@ def _code_files(stages: tuple[str, ...], root: Path) -> list[Path]:
         for o in stage.get("do", stage).get("outs", [])
     }
     files: set[Path] = set()
-    for body in bodies:
+    for name, body in bodies:
+        skip = ("data/", "reports/", *PRESENTATION, *(REPORTING if name != "evaluate" else ()))
         for dep in body.get("deps", []):
             dep = dep if isinstance(dep, str) else next(iter(dep))
-            if "${" in dep or dep in produced or dep.startswith(("data/", "reports/", *PRESENTATION)):
+            if "${" in dep or dep in produced or dep.startswith(skip):
                 continue
             path = root / dep
             found = path.rglob("*") if path.is_dir() else [path]

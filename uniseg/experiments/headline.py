@@ -2,11 +2,14 @@
 results of `make seeds` (experiments/seeds.py); written and read through uniseg/scores.py, rendered by
 uniseg/report/headline.py, judged against the targets of experiments/targets.py.
 
-Per world: each arm's unseen mean mIoU over seeds (mean, sample std, 95 % t-interval, the values in seed
-order), and the paired differences between arms that share a seed — the comparisons the claims are
-about: Null BCE − CE (linear head), C-R BCE − its no-relations control — with per-class paired
-differences where the label conflicts live, and the mined relations' precision and recall. The top
-level of headline.json is the default world (world 0); `worlds` holds every world.
+Per world: each arm's unseen and seen mean mIoU, union readout and headroom over seeds (mean, sample std,
+95 % t-interval, the values in seed order), and the paired differences between arms that share a seed —
+the comparisons the claims are about: Null BCE − CE (linear and cosine head), C-R BCE − its no-relations
+control and − the oracle — each on the unseen mean, the seen mean, their difference (unseen − seen, the
+paper's signature: a gain that is about generalisation shows on unseen sets beyond the seen ones) and
+the union readout; per-class paired differences where the label conflicts live; the mined relations'
+precision and recall; and the oracle rule's outcome. The top level of headline.json is the default
+world (world 0); `worlds` holds every world.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from functools import cache
 from pathlib import Path
 
 from uniseg import scores
@@ -24,9 +28,11 @@ from uniseg.scores import Metrics
 
 PAIRS = {
     "nullbce_minus_ce": ("nullbce", "ce"),
+    "nullbce_minus_ce_cosine": ("nullbce", "ce-cosine"),
     "crbce_minus_control": ("crbce", "control"),
     "crbce_minus_nullbce": ("crbce", "nullbce"),
-    "nullbce_minus_ce_cosine": ("nullbce", "ce-cosine"),
+    "oracle_minus_control": ("oracle", "control"),
+    "crbce_paper_minus_nullbce": ("crbce-paper", "nullbce"),
 }
 # Per-class IoUs where the benchmark's label conflicts touch the scored classes (docs/benchmark.md).
 CLASSES = (
@@ -43,9 +49,29 @@ CLASSES = (
     ("unseen", "kitti", "traffic sign"),  # small classes no convention touches: the optimisation effect
     ("unseen", "kitti", "bicycle"),
 )
-RELATION_KEYS = ("tau", "relations", "precision", "recall", "expressible_precision", "expressible_recall")
-# Two-sided 95 % quantiles of Student's t for n - 1 degrees of freedom.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+RELATION_KEYS = (
+    "tau",
+    "relations",
+    "precision",
+    "recall",
+    "expressible_precision",
+    "expressible_recall",
+    "outside_recall",
+    "paper_recall",
+    "recall_ceiling",
+)
+# The oracle rule (issue "judge each claim where it lives"), fixed before any result: below this headroom
+# the unseen mean cannot show C-R BCE; from the second on, an oracle no better than its control means the
+# method does not help even with perfect relations.
+HEADROOM_SMALL, HEADROOM_LARGE = 0.3, 0.8
+
+
+@cache
+def t95(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t with `df` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def summarise(values: list[float]) -> dict:
@@ -54,7 +80,7 @@ def summarise(values: list[float]) -> dict:
     n = len(values)
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if n > 1 else None
-    half = T95.get(n - 1, 2.0) * std / math.sqrt(n) if n > 1 else None
+    half = t95(n - 1) * std / math.sqrt(n) if n > 1 else None
     return {
         "mean": round(mean, 2),
         "std": None if std is None else round(std, 2),
@@ -69,7 +95,13 @@ def read_results(folder: Path) -> list[dict]:
 
 
 def _value(record: dict, group: str, name: str | None = None, cls: str | None = None) -> float | None:
+    """One number of a stored result: a group's mean mIoU, a dataset's mIoU or a class's IoU; for the
+    group "union" the readout (mean or one training dataset's), for "headroom" the unseen headroom."""
     m = Metrics({"m": record["metrics"]})
+    if group == "union":
+        return m.readout("m", name)
+    if group == "headroom":
+        return m.headroom("m", name)
     if name is None:
         return m.mean("m", group)
     return m.score("m", group, name) if cls is None else m.class_iou("m", group, name).get(cls)
@@ -79,6 +111,98 @@ def _series(runs: dict, seeds: list[int], fn) -> tuple[list[int], list[float]]:
     pairs = [(s, fn(runs[s])) for s in seeds if s in runs]
     pairs = [(s, v) for s, v in pairs if v is not None]
     return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def _arm(runs: dict, seeds: list[int]) -> dict:
+    """One arm over seeds: unseen mean (with its seeds), seen mean, each unseen set, union readout,
+    headroom, minutes per device."""
+    ran, values = _series(runs, seeds, lambda r: _value(r, "unseen"))
+    entry = {**summarise(values), "seeds": ran}
+    for key in ("seen", "union", "headroom"):
+        found = _series(runs, seeds, lambda r, key=key: _value(r, key))[1]
+        if found:
+            entry[key] = summarise(found)
+    names = Metrics({"m": next(iter(runs.values()))["metrics"]}).datasets("unseen")
+    entry["unseen"] = {
+        d: summarise(_series(runs, seeds, lambda r, d=d: _value(r, "unseen", d))[1]) for d in names
+    }
+    by_device: dict[str, list[int]] = {}  # a run's cost depends on where it ran: kept apart
+    for r in runs.values():
+        by_device.setdefault(r.get("device", "not recorded"), []).append(r["seconds"])
+    entry["minutes"] = {d: round(statistics.fmean(s) / 60, 1) for d, s in by_device.items()}
+    return entry
+
+
+def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
+    """Arm a − arm b per shared seed: the unseen mean (top level), the seen mean, unseen − seen (the
+    signature) and the union readout."""
+    common = [s for s in seeds if s in a and s in b and _value(a[s], "unseen") is not None]
+    if not common:
+        return None
+    diff = {g: [_value(a[s], g) - _value(b[s], g) for s in common] for g in ("unseen", "seen")}
+    out = {**summarise(diff["unseen"]), "seeds": common}
+    out["seen"] = summarise(diff["seen"])
+    out["signature"] = summarise([u - v for u, v in zip(diff["unseen"], diff["seen"], strict=True)])
+    union = [(s, _value(a[s], "union"), _value(b[s], "union")) for s in common]
+    union = [(s, x - y) for s, x, y in union if x is not None and y is not None]
+    if union:
+        out["union"] = {**summarise([d for _, d in union]), "seeds": [s for s, _ in union]}
+    return out
+
+
+def _per_class(a: dict, b: dict, seeds: list[int]) -> dict:
+    out = {}
+    for group, dataset, cls in CLASSES:
+        pairs = [(_value(a[s], group, dataset, cls), _value(b[s], group, dataset, cls)) for s in seeds]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        if pairs:
+            out[f"{group}.{dataset}.{cls}"] = summarise([x - y for x, y in pairs])
+    return out
+
+
+def _relations(mined: dict, seeds: list[int]) -> dict:
+    """Mean relation scores over seeds, per candidate rule (the run's and the other one)."""
+    out = {}
+    for block, getter in (("candidates", lambda r: r), ("other_rule", lambda r: r.get("other_rule", {}))):
+        rel = {}
+        for key in RELATION_KEYS:
+            values = [getter(mined[s]["relations"]).get(key) for s in seeds if s in mined]
+            values = [v for v in values if v is not None]
+            if values:
+                rel[key] = summarise(values)
+        rule = next((getter(r["relations"]).get("candidates") for r in mined.values()), None)
+        if rel:
+            out[rule or block] = rel
+    return out
+
+
+def oracle_rule(h: dict) -> str | None:
+    """The oracle rule's outcome on one world's headline, in one sentence (None without oracle seeds)."""
+    control, oracle = h["arms"].get("control", {}), h["paired"].get("oracle_minus_control")
+    mined = h["paired"].get("crbce_minus_control")
+    if "headroom" not in control or oracle is None or mined is None:
+        return None
+    headroom = control["headroom"]["mean"]
+
+    def verdict(d: dict) -> str:
+        ci = d["ci95"]
+        return "≈ 0" if ci is None or ci[0] <= 0 <= ci[1] else ("> 0" if ci[0] > 0 else "< 0")
+
+    said = (
+        f"headroom {headroom:.2f}, oracle − control {oracle['mean']:+.2f} ({verdict(oracle)}), "
+        f"C-R BCE − control {mined['mean']:+.2f} ({verdict(mined)}), over {len(oracle['seeds'])} seeds"
+    )
+    if headroom < HEADROOM_SMALL:
+        union = mined.get("union")
+        on_union = (
+            "" if union is None else f" (there: C-R BCE − control {union['mean']:+.2f}, {verdict(union)})"
+        )
+        return f"{said}: the unseen mean cannot show C-R BCE; it is judged on the union readout{on_union}."
+    if headroom >= HEADROOM_LARGE and verdict(oracle) == "≈ 0":
+        return f"{said}: the method does not help even with perfect relations."
+    if verdict(oracle) == "> 0" and verdict(mined) == "≈ 0":
+        return f"{said}: mining is the bottleneck."
+    return f"{said}: none of the rule's cases (headroom between {HEADROOM_SMALL} and {HEADROOM_LARGE}, or the oracle's sign decides nothing)."
 
 
 def world_headline(records: list[dict]) -> dict:
@@ -93,47 +217,17 @@ def world_headline(records: list[dict]) -> dict:
         if r["seed"] not in seeds_on:
             seeds_on.append(r["seed"])
     for arm in (a for a in ARMS if a in by_arm):
-        runs = by_arm[arm]
-        ran, values = _series(runs, seeds, lambda r: _value(r, "unseen"))
-        entry = {**summarise(values), "seeds": ran}
-        entry["seen"] = summarise(_series(runs, seeds, lambda r: _value(r, "seen"))[1])
-        names = Metrics({"m": next(iter(runs.values()))["metrics"]}).datasets("unseen")
-        entry["unseen"] = {
-            d: summarise(_series(runs, seeds, lambda r, d=d: _value(r, "unseen", d))[1]) for d in names
-        }
-        by_device: dict[str, list[int]] = {}  # a run's cost depends on where it ran: kept apart
-        for r in runs.values():
-            by_device.setdefault(r.get("device", "not recorded"), []).append(r["seconds"])
-        entry["minutes"] = {d: round(statistics.fmean(s) / 60, 1) for d, s in by_device.items()}
-        out["arms"][arm] = entry
+        out["arms"][arm] = _arm(by_arm[arm], seeds)
     for name, (a, b) in PAIRS.items():
-        if a not in by_arm or b not in by_arm:
-            continue
-        common = [s for s in seeds if s in by_arm[a] and s in by_arm[b]]
-        diffs = [_value(by_arm[a][s], "unseen") - _value(by_arm[b][s], "unseen") for s in common]
-        out["paired"][name] = {**summarise(diffs), "seeds": common}
-        per_class = {}
-        for group, dataset, cls in CLASSES:
-            pairs = [
-                (_value(by_arm[a][s], group, dataset, cls), _value(by_arm[b][s], group, dataset, cls))
-                for s in common
-            ]
-            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-            if pairs:
-                per_class[f"{group}.{dataset}.{cls}"] = summarise([x - y for x, y in pairs])
-        out["classes"][name] = per_class
-    mined = by_arm.get("crbce") or by_arm.get("nullbce") or {}
-    for block, getter in (("candidates", lambda r: r), ("other_rule", lambda r: r.get("other_rule", {}))):
-        rel = {}
-        for key in RELATION_KEYS:
-            values = [getter(mined[s]["relations"]).get(key) for s in seeds if s in mined]
-            values = [v for v in values if v is not None]
-            if values:
-                rel[key] = summarise(values)
-        rule = next((getter(r["relations"]).get("candidates") for r in mined.values()), None)
-        if rel:
-            out["relations"][rule or block] = rel
+        if a in by_arm and b in by_arm and (paired := _paired(by_arm[a], by_arm[b], seeds)):
+            out["paired"][name] = paired
+            out["classes"][name] = _per_class(by_arm[a], by_arm[b], paired["seeds"])
+    out["relations"] = _relations(by_arm.get("crbce") or by_arm.get("nullbce") or {}, seeds)
+    out["oracle_rule"] = oracle_rule(out)
     return out
+
+
+EMPTY = {"seeds": [], "arms": {}, "paired": {}, "classes": {}, "relations": {}, "devices": {}}
 
 
 def collect(records: list[dict], default_world: int = 0) -> dict:
@@ -141,11 +235,7 @@ def collect(records: list[dict], default_world: int = 0) -> dict:
     worlds = {}
     for w in sorted({r["world"] for r in records}):
         worlds[str(w)] = world_headline([r for r in records if r["world"] == w])
-    top = worlds.get(
-        str(default_world),
-        {"seeds": [], "arms": {}, "paired": {}, "classes": {}, "relations": {}, "devices": {}},
-    )
-    out = {**top, "default_world": default_world, "worlds": worlds}
+    out = {**worlds.get(str(default_world), EMPTY), "default_world": default_world, "worlds": worlds}
     return {**out, "targets": judge(out)}
 
 

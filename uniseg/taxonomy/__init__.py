@@ -42,6 +42,10 @@ class DatasetInfo:
     classes: tuple[str, ...]  # the label space, in label-space index order
     resolution: tuple[int, int] | None = None  # (width, height) of the official images, if fixed
     fallbacks: dict[str, str] = field(default_factory=dict)
+    # Score the classes a model's union lacks (as a benchmark server does: IoU 0 where they occur)
+    # instead of leaving them out.
+    score_missing: bool = False
+    in_mean: bool = True  # averaged into the unseen mean (WildDash 2 is a benchmark of its own)
 
 
 @functools.cache
@@ -103,6 +107,8 @@ def dataset_info(name: str) -> DatasetInfo:
         classes=classes,
         resolution=tuple(res) if res else None,
         fallbacks={r.name: r.fallback for r in rows if r.name and r.fallback},
+        score_missing=bool(spec.get("score_missing", False)),
+        in_mean=bool(spec.get("in_mean", True)),
     )
 
 

@@ -81,6 +81,46 @@ def paint_image(
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+NEGATIVE_TAG = 0x4E6  # negative frames' seeds [NEGATIVE_TAG, seed, k]: disjoint from every scene's
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """float32 [h, w, 3] in [0, 1]: a frame with no road-scene content — smooth colour clouds, stripes at
+    a random angle, or scattered discs on a plain ground (what a camera sees when it points at a wall, a
+    screen or a lens cover)."""
+    kind = int(rng.integers(3))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    colours = rng.uniform(0, 1, size=(3, 3)).astype(np.float32)
+    if kind == 0:
+        coarse = rng.uniform(0, 1, size=(h // 16 + 2, w // 16 + 2, 3)).astype(np.float32)
+        img = np.kron(coarse, np.ones((16, 16, 1), dtype=np.float32))[:h, :w]
+        return _box_blur(img, 8)
+    if kind == 1:
+        angle, period = rng.uniform(0, np.pi), rng.uniform(6, 40)
+        phase = (xx * np.cos(angle) + yy * np.sin(angle)) / period
+        return np.where((np.floor(phase) % 2 == 0)[..., None], colours[0], colours[1])
+    img = np.broadcast_to(colours[0], (h, w, 3)).copy()
+    for _ in range(int(rng.integers(3, 12))):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, h / 3)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, size=3)
+    return img
+
+
+def render_negatives(style: dict, n: int, seed: int, height: int, width: int) -> np.ndarray:
+    """n negative frames, uint8 [n, H, W, 3]: non-scene textures under the dataset's style (grain, fog,
+    contrast, tint, blur), each from its own seed, disjoint from the scenes'. Their world map is none
+    (255 everywhere): no road-scene class, void ground truth."""
+    style = {**DEFAULT_STYLE, **style}
+    out = np.empty((n, height, width, 3), dtype=np.uint8)
+    for k in range(n):
+        rng = np.random.default_rng([NEGATIVE_TAG, seed, k])
+        img = _texture(rng, height, width) + rng.normal(0, style["noise"], size=(height, width, 3))
+        img = (img.astype(np.float32) - 0.5) * style["contrast"] + 0.5 + style["brightness"]
+        img = _box_blur(img * np.asarray(style["tint"], dtype=np.float32), int(style["blur"]))
+        out[k] = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return out
+
+
 def render(
     style: dict, n: int, seed: int, height: int, width: int, colours: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from uniseg.datasets.synthetic.world import DEFAULT_STYLE, WORLD_CLASSES
 from uniseg.errors import DataError, UserError, choices
 
 POLICY_DIR = Path(__file__).parent / "policies"
-KEYS = {"role", "like", "classes", "labels", "labels_from", "style"}
+KEYS = {"role", "like", "classes", "labels", "labels_from", "style", "negatives"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Policy:
     labels: dict[str, str | None]  # world class -> class name (None = ignore)
     style: dict
     path: Path
+    negatives: bool = False  # a test set with negative frames (no road-scene class; void ground truth)
 
 
 def dataset_names() -> list[str]:
@@ -112,5 +113,8 @@ def load_policy(name_or_path: str | Path) -> Policy:
     for key in style:
         if key not in DEFAULT_STYLE:
             raise DataError(f"{path}: style: unknown key {key!r}; valid: {choices(sorted(DEFAULT_STYLE))}")
+    negatives = data.get("negatives", False)
+    if not isinstance(negatives, bool) or (negatives and role != "test"):
+        raise DataError(f"{path}: key 'negatives' must be true or false, and true only for a test set")
     name = path.stem
-    return Policy(name, role, like, classes, dict(labels), {**DEFAULT_STYLE, **style}, path)
+    return Policy(name, role, like, classes, dict(labels), {**DEFAULT_STYLE, **style}, path, negatives)

@@ -1,0 +1,155 @@
+"""The union readout in the report: a table per model (outside-space top-1 right, and for sigmoid models
+its probability above 0.5, on each training dataset's val images) and Figure-4-like panels (the paper's
+Figure 4: dataset-space top-1 | outside-space top-1, shaded by its probability | multi-label, the
+outside class where its probability exceeds 0.5), from what the evaluation stored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from uniseg.plotting import pyplot, save_figure
+from uniseg.scores import CONFIDENT, TOP1, Metrics, read_outside_examples
+
+THRESHOLD = 0.5  # the paper's multi-label threshold (readout.THRESHOLD; not imported: no torch here)
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def readout_section(metrics: Metrics, titles: dict[str, str]) -> list[str]:
+    """results.md's union readout: per model, each training dataset's readout and the mean, then the
+    world classes read for the first model that has them."""
+    models = [m for m in metrics.models if metrics.has(m, "union")]
+    if not models:
+        return []
+    names = metrics.datasets("union")
+    lines = [
+        "## Union readout: fine classes outside a dataset's label space (where C-R BCE acts)",
+        "",
+        "On each training dataset's val images, the pixels of every world class that another training "
+        "dataset names with a class outside this dataset's label space (Cityscapes' lane markings are "
+        "Mapillary's `lane marking - general`, IDD's grass is the others' `terrain`): the top-1 among the "
+        "union classes outside the dataset's space, read as the paper's Figure 4 reads it. *top-1*: % of "
+        "those pixels (mean over the world classes) whose top-1 is such a name; *p > 0.5*: % whose such "
+        "name also has probability above 0.5 (sigmoid models).",
+        "",
+        "| model | measure | " + " | ".join(names) + " | mean |",
+        "|---|---|" + "---:|" * (len(names) + 1),
+    ]
+    for model in models:
+        for key, label in ((TOP1, "top-1"), (CONFIDENT, "p > 0.5")):
+            if metrics.readout(model, key=key) is None:
+                continue
+            cells = [_fmt(metrics.readout(model, n, key)) for n in names]
+            lines.append(
+                f"| {titles[model]} | {label} | "
+                + " | ".join(cells)
+                + f" | {_fmt(metrics.readout(model, key=key))} |"
+            )
+    first = models[0]
+    rows = [
+        f"| {name} | {world} | "
+        + " | ".join(_fmt(metrics.readout_classes(m, name).get(world)) for m in models)
+        + " |"
+        for name in names
+        for world in metrics.readout_classes(first, name)
+    ]
+    lines += [
+        "",
+        "Top-1 per world class:",
+        "",
+        "| images | world class | " + " | ".join(titles[m] for m in models) + " |",
+        "|---|---|" + "---:|" * len(models),
+        *rows,
+        "",
+    ]
+    return lines
+
+
+def draw_readout(eval_dir: Path, details: dict, labels: dict, datasets, shards: Path, path: Path) -> bool:
+    """The Figure-4-like panels of the models whose evaluation stored the readout's examples. details:
+    {model: its details.json "model" block}; labels: {model: scores.read_examples(...)}."""
+    outside = {m: read_outside_examples(eval_dir, m) for m, d in details.items() if d.get("union")}
+    union = {m: details[m]["union"] for m in outside}
+    titles = {m: f"{m} ({details[m].get('loss', m)})" for m in outside}
+    return plot_readout(readout_rows(labels, outside, union, datasets, shards, titles), path)
+
+
+def readout_rows(
+    labels: dict[str, dict],
+    outside: dict[str, dict],
+    union: dict[str, list[str]],
+    datasets: Sequence[str],
+    shards: Path,
+    titles: dict[str, str],
+) -> list[dict]:
+    """Rows for plot_readout: per stored training-set image, the image and each model's dataset-space
+    top-1 (labels[model][dataset][key]) and outside-space top-1 with its probability
+    (outside[model][dataset][key]); union[model] names the union indices."""
+    from uniseg.shards import ShardReader
+
+    rows = []
+    for name in datasets:
+        keys = list(dict.fromkeys(k for m in outside.values() for k in m.get(name, {})))
+        if not keys:
+            continue
+        reader = ShardReader(shards / name)
+        index = dict(zip(reader.manifest["key"], reader.manifest.index, strict=True))
+        for key in keys:
+            sample = reader.read(index[key])
+            models = [
+                m for m in outside if key in outside[m].get(name, {}) and key in labels[m].get(name, {})
+            ]
+            rows.append(
+                {
+                    "title": f"{name}: {key}",
+                    "image": sample.image,
+                    "space": list(reader.meta.classes),
+                    "models": [
+                        (titles[m], labels[m][name][key], *outside[m][name][key], union[m]) for m in models
+                    ],
+                }
+            )
+    return rows
+
+
+def plot_readout(rows: list[dict], path: Path) -> bool:
+    """Per image and model: dataset-space top-1 | outside-space top-1 (colour shaded by its probability) |
+    multi-label (the outside class where its probability exceeds 0.5, else the dataset-space top-1)."""
+    from uniseg.colours import colourise, legend_handles
+
+    if not rows:
+        return False
+    plt = pyplot()
+    lines = [(row, model) for row in rows for model in row["models"]]
+    fig, axes = plt.subplots(len(lines), 4, figsize=(14, 1.9 * len(lines) + 0.6), squeeze=False)
+    legend: list[str] = []
+    for ax_row, (row, (title, own, top1, score, union)) in zip(axes, lines, strict=True):
+        space = row["space"]
+        own_names = np.asarray(space + ["ignore"] * (256 - len(space)), dtype=object)[own]
+        top1_names = np.asarray(union + ["ignore"] * (256 - len(union)), dtype=object)[top1]
+        multi = np.where(score > THRESHOLD, top1_names, own_names)
+        panels = [
+            (row["image"], f"{row['title']}"),
+            (colourise(own, space), f"{title}: {row['title'].split(':')[0]} space, top-1"),
+            ((colourise(top1, union) * score[..., None]).astype(np.uint8), "outside the space: top-1 × p"),
+            (colourise(_indices(multi, union), union), f"multi-label (p > {THRESHOLD})"),
+        ]
+        for ax, (picture, label) in zip(ax_row, panels, strict=True):
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_title(label, fontsize=7)
+            ax.axis("off")
+        legend += [c for c in np.unique(multi) if c != "ignore" and c not in legend]
+    fig.legend(handles=legend_handles(legend), loc="center right", fontsize=6, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
+    save_figure(fig, path)
+    return True
+
+
+def _indices(names: np.ndarray, classes: list[str]) -> np.ndarray:
+    position = {c: k for k, c in enumerate(classes)}
+    return np.vectorize(lambda n: position.get(n, 255), otypes=[np.uint8])(names)
