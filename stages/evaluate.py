@@ -51,11 +51,11 @@ def main(
         with atomic_dir(eval_dir) as tmp:
             for path in present:
                 model, info = load_model_file(path, device)
-                results, examples = evaluate_model(model, info, p, shards, rows, device, progress=path.stem)
+                results, examples, record = evaluate_model(model, info, p, shards, rows, device, path.stem)
                 metrics[path.stem] = model_metrics(results)
                 (tmp / path.stem).mkdir()
                 summary = {"loss": info.loss, "backbone": info.backbone, "classifier": info.classifier}
-                summary.update(datasets=info.datasets, union=info.classes)
+                summary.update(datasets=info.datasets, union=info.classes, **record)
                 write_details(results, tmp / path.stem, summary, examples)
                 means = Metrics({path.stem: metrics[path.stem]})
                 line = ", ".join(f"{g} {means.mean(path.stem, g)}" for g in GROUPS if means.has(path.stem, g))

@@ -69,9 +69,10 @@ def main(
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
         relations = read_relation_metrics(relations_path)
+        thresholds = {m: d.get("abstain_threshold") for m, d in details.items()}
         text = results_markdown(
             metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline,
-            str(base / "headline.png") if drawn else None,
+            str(base / "headline.png") if drawn else None, thresholds,
         )  # fmt: skip
         write_text(out, text)
     typer.echo(f"report: {out} with {len(made) + drawn} figures in {figures}/")

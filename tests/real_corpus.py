@@ -1,11 +1,13 @@
-"""A small corpus of the seven real datasets in their official layouts and label encodings, for tests.
+"""A small corpus of the eight real datasets in their official layouts and label encodings, for tests.
 
 Each dataset gets a few road scenes at reduced resolution, drawn from eight scene classes and written
 with the raw values of its own official definition (chosen here from the upstream tables, not from
 uniseg's): Cityscapes / KITTI / WildDash labelIds PNGs, BDD trainId PNGs with JPEG images, IDD id PNGs
 (public-code createLabels.py --id-type id) with .png and .jpg images, Mapillary palette PNGs whose pixel
 values are class indices, CamVid RGB colour labels. Cityscapes also gets its instanceIds / color /
-polygons files beside the labels, as in gtFine.
+polygons files beside the labels, as in gtFine. WildDash 2 gets the public archive's layout (images/*.jpg,
+panoptic/*.png, panoptic.json): COCO panoptic masks whose segments carry WD2 label ids (the 81-label list
+of the official policy), with lane markings, zebra crossings, curbs and pickups among them.
 
 The test sets hold exactly the images of the evaluation lists that ship with uniseg (KITTI val 50,
 WildDash val 70, CamVid val 101) plus two images outside them; the training sets hold a few train and
@@ -43,6 +45,11 @@ RAW = {
     "camvid": ((0, 0, 0), (128, 64, 128), (0, 0, 192), (128, 0, 0), (128, 128, 0), (128, 128, 128), (64, 0, 128), (64, 64, 0)),
 }  # fmt: skip
 RAW["kitti"] = RAW["wilddash"] = RAW["cityscapes"]
+# WildDash 2 label ids (wd2_unified_label_policy.json, per_ds.wd2): 0 unlabeled, 7 road, 8 sidewalk,
+# 11 building, 21 vegetation, 23 sky, 26 car, 24 person; besides the scene, stripes of 38 roadmarking,
+# 76 crosswalkzebra, 52 curb and 34 pickup are painted (write_sample).
+RAW["wilddash2"] = (0, 7, 8, 11, 21, 23, 26, 24)
+WD2_EXTRA = (38, 76, 52, 34)
 
 SIZE = {  # (width, height), the official aspect ratios
     "cityscapes": (128, 64),
@@ -52,9 +59,10 @@ SIZE = {  # (width, height), the official aspect ratios
     "kitti": (160, 48),
     "wilddash": (128, 72),
     "camvid": (120, 90),
+    "wilddash2": (128, 72),
 }
 TRAINING = ("cityscapes", "bdd", "idd", "mapillary")
-TESTING = ("kitti", "wilddash", "camvid")
+TESTING = ("kitti", "wilddash", "camvid", "wilddash2")
 
 
 def scene(seed: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +104,12 @@ def write_sample(name: str, root: Path, image_rel: str, label_rel: str, seed: in
     suffix = Path(image_rel).suffix
     _save(root / image_rel, Image.fromarray(image), **({"quality": 90} if suffix == ".jpg" else {}))
     raw = RAW[name]
+    if name == "wilddash2":
+        ids = np.asarray(raw, dtype=np.int64)[cls]
+        for row, value in zip((-12, -10, -8, -6), WD2_EXTRA, strict=True):  # thin bands near the bottom
+            ids[row, (seed % 5) * 8 : (seed % 5) * 8 + 40] = value
+        _write_panoptic(root, Path(label_rel).name, ids)
+        return
     if name == "camvid":
         _save(root / label_rel, Image.fromarray(np.asarray(raw, dtype=np.uint8)[cls]))
         return
@@ -113,6 +127,28 @@ def write_sample(name: str, root: Path, image_rel: str, label_rel: str, seed: in
         (root / f"{base}_polygons.json").write_text(
             json.dumps({"imgHeight": 64, "imgWidth": 128, "objects": []})
         )
+
+
+def _write_panoptic(root: Path, file_name: str, ids: np.ndarray) -> None:
+    """A COCO panoptic mask (segment id = R + 256 G + 256^2 B; one segment per label id, none on 0) and
+    its entry in root/panoptic.json."""
+    segment = np.where(ids > 0, ids * 1000 + 7, 0)
+    rgb = np.stack([segment % 256, segment // 256 % 256, segment // 65536], -1).astype(np.uint8)
+    _save(root / "panoptic" / file_name, Image.fromarray(rgb))
+    path = root / "panoptic.json"
+    data = (
+        json.loads(path.read_text())
+        if path.is_file()
+        else {"images": [], "annotations": [], "categories": []}
+    )
+    data["annotations"].append(
+        {
+            "file_name": file_name,
+            "image_id": Path(file_name).stem,
+            "segments_info": [{"id": int(v) * 1000 + 7, "category_id": int(v)} for v in np.unique(ids) if v],
+        }
+    )
+    path.write_text(json.dumps(data))
 
 
 def shipped_entries(name: str) -> list[str]:
@@ -152,6 +188,7 @@ def _test_label(name: str, image_rel: str) -> str:
         "kitti": f"training/semantic/{stem}.png",
         "wilddash": f"wd_val_01/{stem}_labelIds.png",
         "camvid": f"LabeledApproved_full/{stem}_L.png",
+        "wilddash2": f"panoptic/{stem}.png",
     }[name]
 
 
@@ -165,6 +202,11 @@ EXTRA = {  # images outside the shipped lists: the lists must select
 def make_dataset(name: str, root: Path, train: int = 6, val: int = 4, listed: int = 3) -> dict[str, int]:
     """Write dataset `name` under `root` (its dataset folder); returns the expected split sizes."""
     root = Path(root)
+    if name == "wilddash2":  # no shipped list: every image (fewer than the seeded selection keeps)
+        for k in range(6):
+            image_rel = f"images/wd2_{k:04d}_100000.jpg"
+            write_sample(name, root, image_rel, _test_label(name, image_rel), seed=2000 + k)
+        return {"val": 6}
     if name in TESTING:
         entries = shipped_entries(name)
         for k, image_rel in enumerate(entries + EXTRA[name]):

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 from uniseg import scores
-from uniseg.protocols import PROTOCOLS
+from uniseg.protocols import ABSTAIN, PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[1]
 # "mean" alone is also an ordinary word of other formats (the headline's summaries, a figure's axis):
@@ -37,7 +37,7 @@ def test_metric_keys_are_spelled_only_in_scores():
 
 
 def test_every_protocol_has_a_key_and_cross_names_round_trip():
-    assert tuple(scores.PROTOCOL_KEYS) == PROTOCOLS
+    assert tuple(scores.PROTOCOL_KEYS) == (*PROTOCOLS, ABSTAIN) and scores.EVERY_TASK == PROTOCOLS
     assert set(scores.PROTOCOL_KEYS.values()) <= set(scores.MEAN_KEYS), (
         "every protocol's key has a group mean"
     )

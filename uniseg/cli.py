@@ -128,7 +128,7 @@ def synthetic_preview(
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files or directories of images."),
     model: Path = typer.Option(..., "--model", help="Model file written by the pipeline (models/*.pt)."),
-    out: Path = typer.Option(..., "--out", help="Output directory (nothing is written outside it)."),
+    out: Path = typer.Option(None, "--out", help="Output directory (nothing is written outside it)."),
     label_space: str = typer.Option(
         None, "--label-space", help="Dataset whose classes to predict (default: the union)."
     ),
@@ -139,8 +139,20 @@ def predict(
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     height: int = typer.Option(0, "--height", help="Resize to this height before predicting (0 = as is)."),
+    abstain_threshold: float = typer.Option(
+        None,
+        "--abstain-threshold",
+        help="Void (255; 0 in a submission) where the top probability is below θ.",
+    ),
+    submission: Path = typer.Option(
+        None, "--submission", help="Write the benchmark's zip (--label-space wilddash2) instead of --out."
+    ),
+    eval_dir: Path = typer.Option(
+        Path("reports/eval"), "--eval-dir", help="Where the evaluate stage recorded the model's θ."
+    ),
 ) -> None:
-    """Segment images with a trained model; write a label PNG and a colour overlay per image."""
+    """Segment images with a trained model; write a label PNG and a colour overlay per image, or a
+    benchmark submission."""
     from uniseg.predict import predict_paths
 
     with exit_on_user_error():
@@ -152,6 +164,9 @@ def predict(
             multilabel_threshold=multilabel_threshold,
             device=device,
             height=height,
+            abstain_threshold=abstain_threshold,
+            submission=submission,
+            eval_dir=eval_dir,
         )
     if failures:
         typer.echo(f"{len(failures)} input(s) failed:", err=True)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from uniseg import IGNORE, taxonomy
+from uniseg.abstain import COVERAGE, ConfidenceHistogram, NegativeScorer, WithNegatives, threshold
 from uniseg.data import EvalSet, iter_batches, make_eval_loader
 from uniseg.datasets.layout import read_meta
 from uniseg.errors import DataError, UserError
@@ -22,14 +23,15 @@ from uniseg.protocols import ScoreMaps, Scorer, make_target
 from uniseg.readout import ReadoutScorer, make_readout, outside_top1
 from uniseg.scores import cross_name
 
-GroundTruth = Callable[[torch.Tensor, list], torch.Tensor]
+# (labels [B, H, W], world maps, keys) -> what a scorer's update takes besides the score maps
+GroundTruth = Callable[[torch.Tensor, list, list], object]
 
 
-def own_labels(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+def own_labels(labels: torch.Tensor, worlds: list, keys=None) -> torch.Tensor:
     return labels
 
 
-def world_maps(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+def world_maps(labels: torch.Tensor, worlds: list, keys=None) -> torch.Tensor:
     """The world maps themselves (the union readout's truth)."""
     if any(w.numel() == 0 for w in worlds):
         raise DataError("the union readout needs the synthetic world maps, but a sample has none")
@@ -40,7 +42,7 @@ def world_labels(lut: np.ndarray) -> GroundTruth:
     """Ground truth in another label space from the synthetic world map (lut: world id -> class)."""
     table = torch.from_numpy(lut).long()
 
-    def gt(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+    def gt(labels: torch.Tensor, worlds: list, keys=None) -> torch.Tensor:
         if any(w.numel() == 0 for w in worlds):
             raise DataError("cross evaluation on synthetic data needs the world maps, but a sample has none")
         return table[torch.stack(worlds).long()].to(torch.uint8)
@@ -56,7 +58,7 @@ def renamed_labels(source: Sequence[str], target: Sequence[str]) -> GroundTruth:
         if c in position:
             table[k] = position[c]
 
-    def gt(labels: torch.Tensor, worlds: list) -> torch.Tensor:
+    def gt(labels: torch.Tensor, worlds: list, keys=None) -> torch.Tensor:
         return table[labels.long()]
 
     return gt
@@ -149,7 +151,8 @@ def score_images(
     for images, labels, worlds, keys in batches:
         maps = ScoreMaps(model, info, images.to(device), tuple(labels.shape[-2:]), window)
         for scorer, gt in scorers.values():
-            scorer.update(maps, gt(labels, worlds).to(device))
+            truth = gt(labels, worlds, keys)
+            scorer.update(maps, *(t.to(device) for t in (truth if isinstance(truth, tuple) else (truth,))))
         if examples is not None and len(examples.labels) < examples.n:
             _keep_examples(maps, keys, scorers, examples)
     return {k: scorer for k, (scorer, _) in scorers.items()}
@@ -173,7 +176,10 @@ def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
     if task.group == "union":
         return world_maps
     if task.images == task.space:
-        return own_labels
+        negatives = set(metas[task.images].negatives)
+        if not negatives:
+            return own_labels
+        return lambda labels, worlds, keys: (labels, torch.tensor([k in negatives for k in keys]))
     if source == "synthetic":
         from uniseg.datasets.synthetic import world_to_space_lut
 
@@ -181,9 +187,10 @@ def _ground_truth(task: Task, metas: dict, source: str) -> GroundTruth:
     return renamed_labels(metas[task.images].classes, metas[task.space].classes)
 
 
-def _scorer(task: Task, info, metas: dict, relations, synthetic: bool):
+def _scorer(task: Task, info, metas: dict, relations, synthetic: bool, theta: float | None):
     """The scorer of one task: a Scorer in the task's label space (with the headroom of the classes a true
-    relation can move, on a synthetic unseen set), or the union readout's ReadoutScorer."""
+    relation can move, on a synthetic unseen set; with abstention and its negative frames, on a set that
+    has them), a seen split's confidence histogram (for θ), or the union readout's ReadoutScorer."""
     meta = metas[task.space]
     try:
         if task.group == "union":
@@ -197,21 +204,36 @@ def _scorer(task: Task, info, metas: dict, relations, synthetic: bool):
             from uniseg.datasets.synthetic.truth import scored_secondaries
 
             conflict = scored_secondaries(info.datasets, task.space)
-        return Scorer(make_target(meta.classes, info.classes, meta.fallbacks, relations), conflict=conflict)
+        score_missing = (
+            meta.name in taxonomy.known_datasets() and taxonomy.dataset_info(meta.name).score_missing
+        )
+        target = make_target(meta.classes, info.classes, meta.fallbacks, relations, score_missing)
+        if task.group == "confidence":
+            return ConfidenceHistogram(target)
+        if task.images != task.space or not metas[task.images].negatives or theta is None:
+            return Scorer(target, conflict=conflict)
+        scorer = Scorer(target, conflict=conflict, threshold=theta)
+        return WithNegatives(scorer, NegativeScorer(target, theta))
     except UserError as exc:
         raise UserError(f"evaluate {task.group} {task.name}: {exc}") from None
 
 
+def _examples(scorers: dict, images: str, figure_images: int) -> Examples:
+    """What to keep of the first images for the report: figure_images of an unseen set, one of a seen one."""
+    own = next((t for t in scorers if t.space == images and t.group in ("unseen", "seen")), None)
+    n = 0 if own is None else figure_images if own.group == "unseen" else min(figure_images, 1)
+    return Examples(n, own, next((t for t in scorers if t.group == "union"), None))
+
+
 def evaluate_model(
     model, info, p, shards: Path, multilabels=None, device="cpu", progress: str = ""
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict, dict]:
     """Score `model` (with its ModelInfo) on every task of params `p` (data.source, evaluate.*).
     multilabels: the relabel table (real data: the merged protocol's relations). progress: the label of
-    a progress bar per image set ("" for none). Returns ({Task: TaskScore | ReadoutScore}, examples):
-    examples = {dataset: Examples}, the predictions of the first report.figure_images val images of each
-    unseen dataset (one of each seen one), for the report's panels."""
-    from tqdm import tqdm
-
+    a progress bar per image set ("" for none). The training datasets' images are scored first: their seen
+    splits give the abstention threshold θ (abstain.py) that a test set with negative frames is then
+    scored with. Returns ({Task: TaskScore | ReadoutScore}, examples, record): examples = {dataset:
+    Examples} for the report's panels; record = {"abstain_threshold", "abstain_coverage"}."""
     left_out = []
     if p.evaluate.leave_one_out:
         left_out = [
@@ -224,36 +246,51 @@ def evaluate_model(
         info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out, union=synthetic
     )
     metas = {d: read_meta(shards / d) for d in {t.images for t in tasks} | {t.space for t in tasks}}
+    absent = sorted(d for d, meta in metas.items() if meta.source == "absent")
+    if absent:
+        raise DataError(
+            f"evaluate: {absent[0]} was not found when download@{absent[0]} ran (optional; README, Real data): "
+            f"put it under data.root and run `dvc repro -f download@{absent[0]}`, or leave it out of evaluate"
+        )
     relations = merge_relations(p.data.source, info.datasets, multilabels)
-    results, examples = {}, {}
-    for images in dict.fromkeys(t.images for t in tasks):
+    order = sorted(dict.fromkeys(t.images for t in tasks), key=lambda d: d not in info.datasets)
+    results, examples, counts, theta = {}, {}, None, None
+    for images in order:
+        if images not in info.datasets and theta is None and counts is not None:
+            theta = threshold(counts)  # every training set is scored: θ from their seen splits
+        todo = [t for t in tasks if t.images == images]
+        todo += [Task("confidence", images, images, images) for t in todo if t.group == "seen"]
         scorers = {}
-        for task in (t for t in tasks if t.images == images):
-            scorer = _scorer(task, info, metas, relations, synthetic)
+        for task in todo:
+            scorer = _scorer(task, info, metas, relations, synthetic, theta)
             if scorer is not None:
                 scorers[task] = (scorer, _ground_truth(task, metas, p.data.source))
-        dataset = EvalSet(shards / images, "val", p.evaluate.height)
-        bar = tqdm(total=len(dataset), desc=f"{progress}: {images}", disable=not progress, leave=False)
-
-        def batches(loader=make_eval_loader(dataset, p.evaluate.batch_size), bar=bar):
-            for batch in iter_batches(loader):
-                yield batch
-                bar.update(len(batch[0]))
-
-        own = next((t for t in scorers if t.space == images and t.group != "union"), None)
-        n = (
-            0
-            if own is None
-            else p.report.figure_images
-            if own.group == "unseen"
-            else min(p.report.figure_images, 1)
-        )
-        readout = next((t for t in scorers if t.group == "union"), None)
-        kept = Examples(n, own, readout)
-        with torch.inference_mode():
-            scored = score_images(model, info, batches(), scorers, device, p.evaluate.window, kept)
+        scored, kept = _score_set(model, info, p, shards / images, scorers, device, progress)
         if kept.labels or kept.outside:
             examples[images] = kept
-        bar.close()
-        results.update({task: scorer.result() for task, scorer in scored.items()})
-    return results, examples
+        for task, scorer in scored.items():
+            if task.group == "confidence":
+                counts = scorer.result() if counts is None else counts + scorer.result()
+            else:
+                results[task] = scorer.result()
+    record = {"abstain_threshold": None if theta is None else round(theta, 4), "abstain_coverage": COVERAGE}
+    return {t: results[t] for t in tasks if t in results}, examples, record
+
+
+def _score_set(model, info, p, shards: Path, scorers: dict, device, progress: str):
+    """Score one image set's val split with its scorers; returns (scorers, Examples kept)."""
+    from tqdm import tqdm
+
+    dataset = EvalSet(shards, "val", p.evaluate.height)
+    bar = tqdm(total=len(dataset), desc=f"{progress}: {shards.name}", disable=not progress, leave=False)
+
+    def batches(loader=make_eval_loader(dataset, p.evaluate.batch_size)):
+        for batch in iter_batches(loader):
+            yield batch
+            bar.update(len(batch[0]))
+
+    kept = _examples(scorers, shards.name, p.report.figure_images)
+    with torch.inference_mode():
+        scored = score_images(model, info, batches(), scorers, device, p.evaluate.window, kept)
+    bar.close()
+    return scored, kept

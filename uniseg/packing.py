@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from uniseg import IGNORE, taxonomy
 from uniseg.datasets.index import SourceFiles, file_stat, has_index, read_index
-from uniseg.datasets.layout import SPLITS, SampleFiles, list_samples, read_meta
+from uniseg.datasets.layout import SPLITS, SampleFiles, list_samples, read_meta, write_meta
 from uniseg.datasets.real import read_sample
 from uniseg.errors import DataError
 from uniseg.fsio import atomic_dir
@@ -155,6 +155,10 @@ def write_shards(
     from tqdm import tqdm
 
     meta = read_meta(raw_dir)
+    if meta.source == "absent":  # an optional dataset that was not found: passed on, nothing to pack
+        with atomic_dir(out_dir) as tmp:
+            write_meta(tmp, meta)
+        return {"images": 0, "shards": 0, "skipped": []}
     num_classes = len(meta.classes)
     job: dict = {"short_side": short_side, "num_classes": num_classes}
     if has_index(raw_dir):

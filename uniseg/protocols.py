@@ -6,6 +6,12 @@
 - merged: before the argmax, each target class also receives the scores of the union classes that the
   relations map into it (e.g. bicyclist and motorcyclist into rider). Scores are probabilities
   (softmax for a CE model, sigmoid otherwise), so adding them is meaningful.
+- abstain (test sets with negative frames, WildDash 2): restricted, but a pixel whose top probability is
+  below the model's abstention threshold (abstain.py, chosen on the seen val splits) is left void — a miss
+  for any labelled pixel, as a benchmark server counts it.
+
+A label space can also score the classes the union lacks (`score_missing`, as a benchmark server does):
+they get compact indices after the evaluated ones, are never predicted, and so score IoU 0 where they occur.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from uniseg import IGNORE
 from uniseg.metrics import all_reduce_, confusion_matrix, iou_per_class, mean_iou, perfected_miou
 from uniseg.taxonomy import Resolution, resolve
 
-PROTOCOLS = ("restricted", "merged")
+PROTOCOLS = ("restricted", "merged")  # every task is scored under these
+ABSTAIN = "abstain"  # only where the abstention threshold is given (Scorer(..., threshold=))
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,17 @@ class Target:
     channels: torch.Tensor  # int64 [m]
     lut: torch.Tensor  # int64 [256]
     merge: tuple[tuple[int, int], ...]
+    scored_missing: tuple[str, ...] = ()  # classes the union lacks, scored (never predicted) after the m
 
     @property
     def evaluated(self) -> list[str]:
-        return [self.classes[k] for k in self.resolution.evaluated]
+        """The scored classes, in compact-index order: the evaluated ones, then the scored missing ones."""
+        return [self.classes[k] for k in self.resolution.evaluated] + list(self.scored_missing)
+
+    @property
+    def size(self) -> int:
+        """The confusion matrix's side: predictions lie in [0, len(channels)), ground truth in [0, size)."""
+        return len(self.channels) + len(self.scored_missing)
 
 
 def make_target(
@@ -48,15 +62,20 @@ def make_target(
     union: Sequence[str],
     fallbacks: dict[str, str] | None = None,
     relations: Iterable[tuple[str, str, str]] = (),
+    score_missing: bool = False,
 ) -> Target:
     """Resolve `classes` (a test label space) against `union`. relations: (dataset, primary, secondary)
-    triples; a union class `primary` outside the target space merges into target class `secondary`."""
+    triples; a union class `primary` outside the target space merges into target class `secondary`.
+    score_missing: score the classes the union lacks (IoU 0 where they occur) instead of leaving them out."""
     res = resolve(classes, union, fallbacks)
     evaluated = res.evaluated
     channels = torch.tensor([res.union_index[k] for k in evaluated], dtype=torch.long)
     lut = torch.full((256,), IGNORE, dtype=torch.long)
     for j, k in enumerate(evaluated):
         lut[k] = j
+    scored_missing = tuple(res.missing) if score_missing else ()
+    for j, c in enumerate(scored_missing, start=len(evaluated)):
+        lut[list(classes).index(c)] = j
     compact = {classes[k]: j for j, k in enumerate(evaluated)}
     own = {union[int(c)] for c in channels}
     position = {c: i for i, c in enumerate(union)}
@@ -67,7 +86,7 @@ def make_target(
             if secondary in compact and primary in position and primary not in own
         }
     )
-    return Target(list(classes), res, channels, lut, tuple(merge))
+    return Target(list(classes), res, channels, lut, tuple(merge), scored_missing)
 
 
 def predict_labels(probs: torch.Tensor, target: Target, protocol: str = "restricted") -> torch.Tensor:
@@ -79,6 +98,11 @@ def predict_labels(probs: torch.Tensor, target: Target, protocol: str = "restric
         for j, channel in target.merge:
             scores[:, j] += probs[:, channel]
     return scores.argmax(1)
+
+
+def _top(probs: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
+    best, arg = probs.index_select(1, target.channels.to(probs.device)).max(1)
+    return arg, best
 
 
 def model_probs(model, images: torch.Tensor, info, window: int = 0) -> torch.Tensor:
@@ -170,8 +194,13 @@ class ScoreMaps:
 
     def predict(self, target: Target, protocol: str = "restricted") -> torch.Tensor:
         """Compact target indices [B, H, W]: the argmax over the target's classes (first maximum wins),
-        as predict_labels gives it, kept as a running maximum over the classes — a class's map at a time
-        (an argmax across channels is a slow strided reduction on the CPU; this is element-wise)."""
+        as predict_labels gives it."""
+        return self.top(target, protocol)[0]
+
+    def top(self, target: Target, protocol: str = "restricted") -> tuple[torch.Tensor, torch.Tensor]:
+        """(argmax [B, H, W] over the target's classes, its score [B, H, W]), kept as a running maximum
+        over the classes — a class's map at a time (an argmax across channels is a slow strided reduction
+        on the CPU; this is element-wise)."""
         merge: dict[int, list[int]] = {}
         for j, channel in target.merge if protocol == "merged" else ():
             merge.setdefault(j, []).append(channel)
@@ -189,7 +218,7 @@ class ScoreMaps:
                     better = score > best
                     best = torch.where(better, score, best)
                     arg.masked_fill_(better, start + i)
-        return arg
+        return arg, best
 
 
 @dataclass(frozen=True)
@@ -208,6 +237,8 @@ class TaskScore:
     # mIoU points (restricted) gained had every pixel of the `conflict` classes been right: the most a
     # change confined to them (a relation) can add. None when no conflict classes were given.
     headroom: float | None = None
+    # A test set with negative frames: % of their pixels left void by the abstention rule (abstain.py).
+    negative_void: float | None = None
 
 
 class Scorer:
@@ -215,34 +246,46 @@ class Scorer:
     the target classes whose headroom to report (TaskScore.headroom), if any."""
 
     def __init__(
-        self, target: Target, protocols: Sequence[str] = PROTOCOLS, conflict: Sequence[str] | None = None
+        self,
+        target: Target,
+        protocols: Sequence[str] = PROTOCOLS,
+        conflict: Sequence[str] | None = None,
+        threshold: float | None = None,
     ):
-        self.target, self.conflict = target, conflict
-        m = len(target.channels)
-        self.conf = {p: torch.zeros(m, m, dtype=torch.float64) for p in protocols}
+        self.target, self.conflict, self.threshold = target, conflict, threshold
+        protocols = (*protocols, ABSTAIN) if threshold is not None else tuple(protocols)
+        m = target.size
+        # abstain: one more row and column for void (a prediction only), the misses it causes
+        self.conf = {
+            p: torch.zeros(m + (p == ABSTAIN), m + (p == ABSTAIN), dtype=torch.float64) for p in protocols
+        }
 
     def update(self, scores: ScoreMaps | torch.Tensor, labels: torch.Tensor) -> None:
         """scores: ScoreMaps, or probabilities [B, K, H, W] at label resolution; labels [B, H, W]
         label-space indices (uint8)."""
         gt = self.target.lut.to(labels.device)[labels.long()]
-        m = len(self.target.channels)
         for protocol, conf in self.conf.items():
-            if isinstance(scores, ScoreMaps):
+            if protocol == ABSTAIN:
+                arg, best = (
+                    scores.top(self.target) if isinstance(scores, ScoreMaps) else _top(scores, self.target)
+                )
+                pred = torch.where(best < self.threshold, self.target.size, arg)
+            elif isinstance(scores, ScoreMaps):
                 pred = scores.predict(self.target, protocol)
             else:
                 pred = predict_labels(scores, self.target, protocol)
-            conf += confusion_matrix(pred, gt, m).cpu()
+            conf += confusion_matrix(pred, gt, len(conf)).cpu()
 
     def result(self) -> TaskScore:
         names = self.target.evaluated
         miou, iou, counts, confusion = {}, {}, {}, {}
         for protocol, conf in self.conf.items():
             all_reduce_(conf)
-            value, counts[protocol] = mean_iou(conf)
+            value, counts[protocol] = mean_iou(conf, list(range(len(names))))
             miou[protocol] = round(value, 1) if counts[protocol] else None
             iou[protocol] = {
                 n: (None if np.isnan(v) else round(100 * float(v), 1))
-                for n, v in zip(names, iou_per_class(conf).tolist(), strict=True)
+                for n, v in zip(names, iou_per_class(conf)[: len(names)].tolist(), strict=True)
             }
             confusion[protocol] = conf.tolist()
         headroom = None

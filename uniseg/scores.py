@@ -37,13 +37,18 @@ from uniseg.fsio import write_json, write_text
 
 GROUPS = ("unseen", "seen", "cross", "union")
 RESTRICTED = "restricted"  # the paper's protocol: the one per-class IoUs and example predictions use
-PROTOCOL_KEYS = {RESTRICTED: "miou", "merged": "miou_merged"}  # protocol -> the per-dataset mIoU key
+# protocol -> the per-dataset mIoU key; every task is scored under EVERY_TASK, abstain only on a test set
+# with negative frames (WildDash 2: its class mIoU as a submission with abstention would score)
+PROTOCOL_KEYS = {RESTRICTED: "miou", "merged": "miou_merged", "abstain": "miou_abstain"}
+EVERY_TASK = (RESTRICTED, "merged")
+NEGATIVE_VOID = "negative_void"  # % of a test set's negative-frame pixels left void (abstain.py)
 HEADROOM = "headroom"  # unseen sets (synthetic): mIoU points a relation could add at most
 TOP1, CONFIDENT = "top1", "confident"  # the union readout: outside-space top-1 right; its p > 0.5
 # per-dataset key -> the group's mean key (the union group's main number, top1, has the plain "mean")
 MEAN_KEYS = {
     "miou": "mean",
     "miou_merged": "mean_merged",
+    "miou_abstain": "mean_abstain",
     HEADROOM: "mean_headroom",
     TOP1: "mean",
     CONFIDENT: "mean_confident",
@@ -76,10 +81,12 @@ def _entry(r) -> dict:
             entry[CONFIDENT] = mean_of([{"v": v} for v in r.confident.values()], "v")
             entry[CLASS_KEYS[CONFIDENT]] = r.confident
         return entry
-    entry = {PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS}
+    entry = {PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS if p in EVERY_TASK or p in r.miou}
     entry["classes"] = r.classes[RESTRICTED]
     if r.headroom is not None:
         entry[HEADROOM] = r.headroom
+    if r.negative_void is not None:
+        entry[NEGATIVE_VOID] = r.negative_void
     entry["iou"] = {c: v for c, v in r.iou[RESTRICTED].items() if v is not None}
     return entry
 
@@ -122,14 +129,15 @@ def write_details(
         details[key] = {
             "images": task.images,
             "label_space": task.space,
-            **{PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS},
+            **{PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS if p in EVERY_TASK or p in r.miou},
             "classes": r.classes[RESTRICTED],
             "missing": r.missing,
             "iou": r.iou,
             "confusion": {"classes": list(r.iou[RESTRICTED]), **r.confusion},
         }
-        if r.headroom is not None:
-            details[key][HEADROOM] = r.headroom
+        for name, value in ((HEADROOM, r.headroom), (NEGATIVE_VOID, r.negative_void)):
+            if value is not None:
+                details[key][name] = value
     write_json(out_dir / "iou.json", rows)
     write_json(out_dir / "details.json", {"model": model or {}, "tasks": details}, indent=1)
     for dataset, kept in (examples or {}).items():
@@ -261,6 +269,11 @@ class Metrics:
         """{world class: percent} of the union readout of one training dataset's val images."""
         entry = self._group(model, "union").get(name)
         return dict(entry.get(CLASS_KEYS[key]) or {}) if isinstance(entry, dict) else {}
+
+    def negative_void(self, model: str, name: str) -> float | None:
+        """% of a test set's negative-frame pixels the model left void (abstain.py), None without them."""
+        entry = self._group(model, "unseen").get(name)
+        return entry.get(NEGATIVE_VOID) if isinstance(entry, dict) else None
 
     def headroom(self, model: str, name: str | None = None) -> float | None:
         """mIoU points an unseen set (or their mean, name None) would gain had every pixel of the classes

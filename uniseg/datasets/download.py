@@ -32,6 +32,7 @@ class Source:
     url: str | None = None  # public archive
     sha256: str | None = None  # pinned checksum of the public archive
     strip: int = 0  # leading path components to drop when extracting
+    optional: bool = False  # a profile may leave it out: absent, it is recorded as such, not an error
 
 
 SOURCES = {
@@ -53,6 +54,11 @@ SOURCES = {
         url="https://s3.eu-central-1.amazonaws.com/avg-kitti/data_semantics.zip",
     ),
     "wilddash": Source("wd_val_01.zip (WildDash v1 validation) from https://wilddash.cc (registration)"),
+    "wilddash2": Source(
+        "wd_public_v2p0.zip (WildDash 2, the final public ground truth; its size and checksum are not published) "
+        "from https://wilddash.cc/download (registration); the folder holds images/, panoptic/ and panoptic.json",
+        optional=True,
+    ),
     "camvid": Source(
         "the CamVid 701_StillsRaw_full and LabeledApproved_full folders (e.g. from the Cambridge CamVid page); "
         "uniseg ships MSeg's val list (101 images), other splits need splits/<split>.txt"
@@ -207,8 +213,29 @@ def prepare(name: str, root: str | Path, out_dir: str | Path) -> dict:
     "root"}."""
     from uniseg.datasets.real import ingest
 
-    folder = locate(name, root)
+    try:
+        folder = locate(name, root)
+    except DataError as exc:
+        if not SOURCES[name].optional:
+            raise
+        record_absent(name, out_dir)
+        return {"images": 0, "splits": {}, "root": f"absent ({exc})"}
     return {**ingest(name, folder, out_dir), "root": str(folder)}
+
+
+def record_absent(name: str, out_dir: str | Path) -> None:
+    """An optional dataset that is not there: dataset.json with source "absent" (the shard stage passes it
+    on; evaluating it is an error that says what to download)."""
+    from uniseg import taxonomy
+    from uniseg.datasets.layout import DatasetMeta, write_meta
+    from uniseg.fsio import atomic_dir
+
+    info = taxonomy.dataset_info(name)
+    with atomic_dir(out_dir) as tmp:
+        write_meta(tmp, DatasetMeta(name, ABSENT, list(info.classes), {}, dict(info.fallbacks)))
+
+
+ABSENT = "absent"  # DatasetMeta.source of an optional dataset that was not found
 
 
 def preview_index(raw_dir: str | Path, out: str | Path, n: int = 4) -> None:
@@ -222,6 +249,12 @@ def preview_index(raw_dir: str | Path, out: str | Path, n: int = 4) -> None:
     from uniseg.datasets.real import read_sample
 
     meta = read_meta(raw_dir)
+    if meta.source == ABSENT:
+        from uniseg.datasets.preview import write_note
+
+        return write_note(
+            f"{meta.name}: not found", f"{meta.name} is optional: {SOURCES[meta.name].how}", out
+        )
     split, samples = next(iter(read_index(raw_dir).items()))
     images, labels, first_error = [], [], None
     for s in samples[: 4 * n]:

@@ -56,3 +56,16 @@ def preview_layout(root: str | Path, out: str | Path, n: int = 4) -> None:
         f"{meta.name} ({meta.source}, {split}): {len(meta.classes)} classes",
         out,
     )
+
+
+def write_note(title: str, text: str, out: str | Path) -> None:
+    """A picture that says why there is nothing to show (an optional dataset that is absent)."""
+    import textwrap
+
+    from uniseg.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 1.6))
+    ax.axis("off")
+    ax.text(0.0, 0.5, title + "\n" + textwrap.fill(text, 90), fontsize=7, va="center", ha="left")
+    save_figure(fig, out)

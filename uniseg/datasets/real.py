@@ -6,7 +6,12 @@ same pattern written for people. Label values are converted with the dataset's t
 (uniseg/taxonomy): `ids` tables map raw ids, `rgb` tables map colours (CamVid). Every raw value maps to a
 label-space index or to ignore (255); an unknown value is an error that names the file and the value.
 
-Which images make up a split: the user's list, else the standard (MSeg) list, else all (splits/).
+WildDash 2's labels are COCO panoptic: a PNG whose colour is a segment id (R + 256 G + 256² B) and the
+archive's panoptic.json, which gives each segment's category, a WD2 label id (`PANOPTIC`; the facts from
+the official wilddash_scripts pano2sem.py, written anew here: pixels of no segment are 0, unlabelled).
+
+Which images make up a split: the user's list, else the standard (MSeg) list or the seeded selection,
+else all (splits/).
 `ingest` writes an index of the user's files (index.py), not a copy; the shard stage reads them in place.
 """
 
@@ -23,7 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from uniseg import IGNORE, taxonomy
 from uniseg.datasets.index import write_index
 from uniseg.datasets.layout import DatasetMeta, write_meta
-from uniseg.datasets.splits import split_list
+from uniseg.datasets.panoptic import panoptic_ids
+from uniseg.datasets.splits import select, split_list
 from uniseg.errors import DataError, UserError, choices
 from uniseg.fsio import atomic_dir
 
@@ -85,6 +91,10 @@ LAYOUTS: dict[str, dict[str, SplitLayout]] = {
             "<name>_<digits>.png or .jpg",
         )
     },
+    # wd_public_v2p0.zip (the final public ground truth): images/, panoptic/ and panoptic.json side by side.
+    "wilddash2": {
+        "val": SplitLayout("images", r"(?P<stem>[^/]+)\.jpg", "panoptic/{stem}.png", "images/<name>.jpg")
+    },
     # One folder for every split: a split is its list (the shipped val list, or splits/<split>.txt).
     "camvid": {
         s: SplitLayout(
@@ -94,7 +104,9 @@ LAYOUTS: dict[str, dict[str, SplitLayout]] = {
     },
 }
 # Which split of a test dataset is its unseen evaluation set (stored as `val`): the val lists, as MSeg.
-EVAL_SPLIT = {"kitti": "val", "wilddash": "val", "camvid": "val"}
+EVAL_SPLIT = {"kitti": "val", "wilddash": "val", "camvid": "val", "wilddash2": "val"}
+# Datasets whose labels are COCO panoptic PNGs with a segments file (relative to the dataset root).
+PANOPTIC = {"wilddash2": "panoptic.json"}
 
 
 def _layout(name: str) -> dict[str, SplitLayout]:
@@ -151,6 +163,9 @@ def find_pairs(name: str, root: str | Path, split: str) -> list[tuple[str, Path,
                 f"{len(missing)} of {len(chosen.entries)} listed images are missing"
             )
         found = {k: found[k] for k in set(keys.values())}
+    found_all = dict(found)
+    if chosen is None:
+        found = {k: found[k] for k in select(name, split, list(found))}
     if not found:
         listed = f" listed in {chosen.path}" if chosen is not None else ""
         raise DataError(
@@ -161,7 +176,7 @@ def find_pairs(name: str, root: str | Path, split: str) -> list[tuple[str, Path,
         if not label.is_file():
             raise DataError(f"{image}: has no label file (expected {label.relative_to(root)})")
         pairs.append((key, image, label))
-    if chosen is None:  # the whole layout is the split: every label must have its image
+    if chosen is None and len(pairs) == len(found_all):  # the whole layout: every label has its image
         _check_no_orphan_labels(root, lay, {p[2] for p in pairs})
     return pairs
 
@@ -203,9 +218,12 @@ def convert_label(name: str, path: Path) -> np.ndarray:
                 )
             mapped.append(table[v])
         return np.asarray(mapped, dtype=np.uint8)[inverse.reshape(code.shape)]
-    if img.mode not in ("L", "P", "I;16", "I"):
+    if name in PANOPTIC:
+        raw = panoptic_ids(path, img, path.parent.parent / PANOPTIC[name])
+    elif img.mode not in ("L", "P", "I;16", "I"):
         raise DataError(f"{path}: expected a single-channel label PNG of {name} ids, got mode {img.mode}")
-    raw = np.asarray(img)
+    else:
+        raw = np.asarray(img)
     if raw.max(initial=0) > 255:
         raise DataError(f"{path}: label value {int(raw.max())} is not in the {name} label table")
     lut = taxonomy.raw_lut(name)

@@ -64,6 +64,8 @@ RELATION_KEYS = (
 # the unseen mean cannot show C-R BCE; from the second on, an oracle no better than its control means the
 # method does not help even with perfect relations.
 HEADROOM_SMALL, HEADROOM_LARGE = 0.3, 0.8
+# Of the unseen set with negative frames: its class mIoU, the same abstaining, the negative frames' void %.
+NEGATIVES = ("negatives_miou", "abstain", "negative_void")
 
 
 @cache
@@ -102,6 +104,15 @@ def _value(record: dict, group: str, name: str | None = None, cls: str | None = 
         return m.readout("m", name)
     if group == "headroom":
         return m.headroom("m", name)
+    if group in ("negative_void", "abstain"):  # the unseen set that has negative frames (WildDash 2)
+        for dataset in m.datasets("unseen"):
+            if m.negative_void("m", dataset) is not None:
+                return (
+                    m.negative_void("m", dataset)
+                    if group == "negative_void"
+                    else m.score("m", "unseen", dataset, "abstain")
+                )
+        return None
     if name is None:
         return m.mean("m", group)
     return m.score("m", group, name) if cls is None else m.class_iou("m", group, name).get(cls)
@@ -118,7 +129,7 @@ def _arm(runs: dict, seeds: list[int]) -> dict:
     headroom, minutes per device."""
     ran, values = _series(runs, seeds, lambda r: _value(r, "unseen"))
     entry = {**summarise(values), "seeds": ran}
-    for key in ("seen", "union", "headroom"):
+    for key in ("seen", "union", "headroom", *NEGATIVES):
         found = _series(runs, seeds, lambda r, key=key: _value(r, key))[1]
         if found:
             entry[key] = summarise(found)
@@ -135,7 +146,7 @@ def _arm(runs: dict, seeds: list[int]) -> dict:
 
 def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
     """Arm a − arm b per shared seed: the unseen mean (top level), the seen mean, unseen − seen (the
-    signature) and the union readout."""
+    signature), the union readout and the negative frames' void share (WildDash 2)."""
     common = [s for s in seeds if s in a and s in b and _value(a[s], "unseen") is not None]
     if not common:
         return None
@@ -143,10 +154,11 @@ def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
     out = {**summarise(diff["unseen"]), "seeds": common}
     out["seen"] = summarise(diff["seen"])
     out["signature"] = summarise([u - v for u, v in zip(diff["unseen"], diff["seen"], strict=True)])
-    union = [(s, _value(a[s], "union"), _value(b[s], "union")) for s in common]
-    union = [(s, x - y) for s, x, y in union if x is not None and y is not None]
-    if union:
-        out["union"] = {**summarise([d for _, d in union]), "seeds": [s for s, _ in union]}
+    for key in ("union", "negative_void"):
+        found = [(s, _value(a[s], key), _value(b[s], key)) for s in common]
+        found = [(s, x - y) for s, x, y in found if x is not None and y is not None]
+        if found:
+            out[key] = {**summarise([d for _, d in found]), "seeds": [s for s, _ in found]}
     return out
 
 

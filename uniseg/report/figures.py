@@ -12,7 +12,7 @@ import pandas as pd
 
 from uniseg.plotting import pyplot, save_figure
 from uniseg.report.results import cross_matrix, model_title
-from uniseg.scores import PROTOCOL_KEYS, Metrics
+from uniseg.scores import EVERY_TASK, Metrics
 
 
 def plot_group_bars(metrics: Metrics, losses: dict[str, str], group: str, path: Path) -> bool:
@@ -22,12 +22,12 @@ def plot_group_bars(metrics: Metrics, losses: dict[str, str], group: str, path: 
     if not names:
         return False
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * (len(names) + 1)), 4))
-    width = 0.8 / (len(PROTOCOL_KEYS) * len(metrics.models))
+    width = 0.8 / (len(EVERY_TASK) * len(metrics.models))
     for k, model in enumerate(metrics.models):
-        for p, protocol in enumerate(PROTOCOL_KEYS):  # the first (restricted) solid, the others hatched
+        for p, protocol in enumerate(EVERY_TASK):  # the first (restricted) solid, the others hatched
             vals = [metrics.score(model, group, n, protocol) for n in names]
             vals.append(metrics.mean(model, group, protocol))
-            x = np.arange(len(names) + 1) + (len(PROTOCOL_KEYS) * k + p) * width - 0.4 + width / 2
+            x = np.arange(len(names) + 1) + (len(EVERY_TASK) * k + p) * width - 0.4 + width / 2
             ax.bar(
                 x,
                 [np.nan if v is None else v for v in vals],

@@ -84,6 +84,26 @@ def render(headline: dict) -> str:
                     f"| {name} ({len(d['seeds'])} seeds) | {_ci(d)} | {', '.join(f'{v:+.1f}' for v in d['per_seed'])} | "
                     f"{_ci(d.get('seen'))} | {_ci(d.get('signature'))} | {_ci(d.get('union'))} |"
                 )
+        negatives = [(arm, a) for arm, a in h["arms"].items() if "negative_void" in a]
+        if negatives:
+            lines += [
+                "",
+                "Negative frames (WildDash 2: class mIoU of its positive frames, the same abstaining — void "
+                "below the model's θ from the seen val splits — and % of negative-frame pixels left void):",
+                "",
+                "| arm | class mIoU | class mIoU, abstaining | negative pixels void % |",
+                "|---|---|---|---|",
+            ]
+            for arm, a in negatives:
+                wd2 = next((d for name, d in a["unseen"].items() if name == "wilddash2"), None)
+                lines.append(
+                    f"| {arm} | {_mean({'x': wd2} if wd2 else None, 'x')} | {_mean(a, 'abstain')} | {_mean(a, 'negative_void')} |"
+                )
+            lines += [
+                f"| {name}: void share, paired | {_ci(d['negative_void'])} | | |"
+                for name, d in h["paired"].items()
+                if "negative_void" in d
+            ]
         if h.get("oracle_rule"):
             lines += ["", f"The oracle rule: {h['oracle_rule']}"]
         for name in (

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from uniseg.report.negatives import negatives_section
 from uniseg.report.readout import readout_section
-from uniseg.scores import PROTOCOL_KEYS, RESTRICTED, Metrics
+from uniseg.scores import EVERY_TASK, RESTRICTED, Metrics
 
 # Table 1 of the paper (HRNet-W18, C+I+B+M, unseen KITTI / WildDash / CamVid / mean), for orientation.
 PAPER_W18_ALL = {
@@ -175,6 +176,7 @@ def results_markdown(
     protocol: str = "both",
     headline: str | None = None,
     headline_figure: str | None = None,
+    thresholds: dict[str, float | None] | None = None,
 ) -> str:
     """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds" with
     `headline_figure` (its paired differences) below it."""
@@ -188,14 +190,16 @@ def results_markdown(
         "",
     ]
     for group, title in GROUP_TITLES.items():
-        for shown in PROTOCOL_KEYS:
+        for shown in EVERY_TASK:
             if protocol not in ("both", shown):
                 continue
             table = group_table(metrics, losses, group, shown)
             if table:
                 lines += [f"## {title} — {PROTOCOL_TITLES[shown]}", ""] + table + [""]
+    titles = {m: model_title(m, losses.get(m, m)) for m in metrics.models}
+    lines += negatives_section(metrics, titles, thresholds or {})
     lines += headroom_lines(metrics, losses)
-    lines += readout_section(metrics, {m: model_title(m, losses.get(m, m)) for m in metrics.models})
+    lines += readout_section(metrics, titles)
     lines += conflict_table(metrics, losses)
     lines += unlearned_classes(metrics, losses)
     if relations:

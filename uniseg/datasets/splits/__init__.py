@@ -9,6 +9,11 @@ tool/test_universal_tax.py: "always evaluating on val split"): KITTI val 50, Wil
 
 A user's list `<dataset root>/splits/<split>.txt` overrides the shipped one: one entry per line, the
 image's path relative to the dataset root first (MSeg's lists work as they are), `#` starts a comment.
+
+WildDash 2 has no official val split and its public image names could not be obtained here, so its
+evaluation set is pinned by a seeded rule instead of a list (`SELECTIONS`): the `count` images whose
+sha256("<salt>:<key>") is smallest, among those of the pinned public archive — the same images on every
+machine that has that archive, a different sample for another salt.
 """
 
 from __future__ import annotations
@@ -32,6 +37,21 @@ def read_list(path: Path) -> SplitList:
         if line.strip() and not line.lstrip().startswith("#"):
             entries.append((number, line.split()[0]))
     return SplitList(path, entries)
+
+
+# (dataset, split) -> (images kept, salt): a seeded selection where no list is shipped (see above).
+SELECTIONS = {("wilddash2", "val"): (1000, "uniseg/wilddash2/v2p0")}
+
+
+def select(name: str, split: str, keys: list[str]) -> list[str]:
+    """The keys a seeded selection keeps (sorted), or all of them when (name, split) has none."""
+    import hashlib
+
+    if (name, split) not in SELECTIONS:
+        return sorted(keys)
+    count, salt = SELECTIONS[(name, split)]
+    rank = sorted(keys, key=lambda k: hashlib.sha256(f"{salt}:{k}".encode()).hexdigest())
+    return sorted(rank[:count])
 
 
 def shipped(name: str, split: str) -> Path | None:
