@@ -21,6 +21,9 @@ The vocabulary is spelled here only (tests/test_scores.py greps the rest of the 
 each protocol's mIoU (`PROTOCOL_KEYS`), each group's mean of it (`MEAN_KEYS`) and the names of cross
 pairs (`cross_name`, `parse_cross`). Adding a protocol: implement it in protocols.py (`PROTOCOLS`), then
 one line in `PROTOCOL_KEYS`; every table and figure iterates these.
+
+Longer than the project's other modules on purpose: it is the one place that spells a metric key and the
+one reader and writer of every results file; splitting it would split exactly that ownership.
 """
 
 from __future__ import annotations

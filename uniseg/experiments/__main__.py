@@ -54,7 +54,8 @@ def seeds(
     """Run what is missing or stale of the arms x seeds of one world; keep what is current."""
     import os
 
-    from uniseg.experiments.seeds import ARMS, DEFAULT_ARMS, Runner
+    from uniseg.experiments.arms import ARMS, DEFAULT_ARMS
+    from uniseg.experiments.seeds import Runner
 
     with exit_on_user_error():
         arms = arms or list(DEFAULT_ARMS)

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from uniseg import scores
-from uniseg.experiments.seeds import ARMS
+from uniseg.experiments.arms import ARMS
 from uniseg.experiments.targets import judge
 from uniseg.report.headline import render
 from uniseg.scores import Metrics

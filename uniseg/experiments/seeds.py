@@ -1,19 +1,6 @@
 """`make seeds`: the arms of the headline, run per (world, seed), stored with their fingerprints.
 
-Arms (all from params.yaml, with `seed` and `synthetic.seed` = the world set per run):
-
-- `ce`:          softmax CE with a linear head — the paper's multi-dataset baseline;
-- `ce-cosine`:   softmax CE with the cosine head — the matched baseline (only the loss differs);
-- `nullbce`:     Null BCE with the cosine head; its relations are mined and scored (both candidate rules);
-- `crbce`:       that same Null BCE model retrained `retrain.iters` with C-R BCE and the mined relations;
-- `control`:     that same Null BCE model retrained as long with no relation (relabel.tau = 1: eq. 6
-                 selects nothing, C-R BCE is Null BCE) — what the extra training alone gives;
-- `oracle`:      that same Null BCE model retrained as long with the true relations an unseen set can
-                 score (`datasets.synthetic.oracle_relations`) instead of the mined ones — C-R BCE with
-                 perfect mining where it can matter;
-- `crbce-paper`: C-R BCE in the paper's regime (optional): from the pretrained backbone with the base
-                 model's schedule and the relations mined from the seed's Null BCE model, whose
-                 control is that Null BCE model itself.
+The arms and their params are in experiments/arms.py.
 
 Each arm runs the pipeline's own stage commands in a scratch folder (`.seeds/`, not in git), so a result
 is what `dvc repro` would give with those params. The result — the model's metrics and, where mined, the
@@ -44,73 +31,10 @@ from pathlib import Path
 import yaml
 
 from uniseg.errors import UserError
+from uniseg.experiments.arms import ARM_STAGES, BASE, DATASET_STAGES, arm_params, oracle
 from uniseg.experiments.fingerprints import compute_device, data_digest, fingerprint
 from uniseg.fsio import write_json, write_text
-from uniseg.params import load_params, parse_params
 from uniseg.scores import Metrics, read_relation_metrics
-
-ARMS = ("ce", "ce-cosine", "nullbce", "crbce", "control", "oracle", "crbce-paper")
-DEFAULT_ARMS = ("ce", "ce-cosine", "nullbce", "crbce", "control")
-OVERRIDES = {  # params of each arm, over params.yaml
-    "ce": {"loss": "ce", "model": {"classifier": "linear"}},
-    "ce-cosine": {"loss": "ce", "model": {"classifier": "cosine"}},
-    "nullbce": {"loss": "nullbce"},
-    "crbce": {"loss": "nullbce"},
-    "control": {"loss": "nullbce", "relabel": {"tau": 1.0}},
-    "oracle": {"loss": "nullbce"},
-    "crbce-paper": {"loss": "nullbce"},  # + retrain = the base schedule from the backbone (arm_params)
-}
-BASE = {"crbce": "nullbce", "control": "nullbce", "oracle": "nullbce", "crbce-paper": "nullbce"}
-DATASET_STAGES = ("download", "shard")
-# The dvc.yaml stages whose code decides an arm's model and mined relations. Their deps include the
-# pretrained backbone file (hashed by content); the data enter as the shards' content (data_digest).
-ARM_STAGES = {
-    "ce": ("train",),
-    "ce-cosine": ("train",),
-    "nullbce": ("train", "mine", "relabel"),
-    "crbce": ("train", "mine", "relabel", "retrain"),
-    "control": ("train", "mine", "relabel", "retrain"),
-    "oracle": ("train", "retrain"),  # + the oracle relations themselves (fingerprints)
-    "crbce-paper": ("train", "mine", "relabel", "retrain"),
-}
-# A true relation an unseen set scores only through an unsourced convention cell (docs/benchmark.md:
-# CamVid's sign backs as traffic sign) is left out of the oracle and reported apart.
-ORACLE_LEFT_OUT = (("mapillary", "traffic sign (back)", "traffic sign"),)
-
-
-def _deep_update(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = _deep_update(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
-def arm_params(params_file: Path, world: int, seed: int, arm: str) -> dict:
-    """The params of one run, as a validated mapping (written to the run's own params file)."""
-    base = load_params(params_file).model_dump()
-    update = {"seed": seed, "synthetic": {"seed": world}, **OVERRIDES[arm]}
-    if arm == "crbce-paper":
-        t = base["train"]
-        update["retrain"] = {
-            "init": "imagenet",
-            "iters": t["iters"],
-            "lr": t["lr"],
-            "optimizer": t["optimizer"],
-        }
-    data = _deep_update(base, update)
-    if data["data"]["source"] != "synthetic":
-        raise UserError(
-            f"{params_file}: data.source is {data['data']['source']!r}; make seeds runs the synthetic benchmark"
-        )
-    return parse_params(data, str(params_file)).model_dump()
-
-
-def oracle(params: dict) -> list[tuple[str, str, str]]:
-    """The oracle arm's relations for a run's params (sorted triples)."""
-    from uniseg.datasets.synthetic import oracle_relations
-
-    found = oracle_relations(params["train"]["datasets"], params["evaluate"]["unseen"])
-    return sorted(r for r in found if r not in ORACLE_LEFT_OUT)
 
 
 @contextlib.contextmanager
