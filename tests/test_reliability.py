@@ -129,6 +129,31 @@ CASES = [
         "peak memory does not grow with the image count; throughput printed",
         "test_reliability.py::test_predict_memory_does_not_grow_with_the_number_of_images",
     ),
+    (
+        "WildDash 2 panoptic mask with a segment its panoptic.json does not list",
+        "one line naming the mask, the segment and the file",
+        "test_wilddash2.py::test_a_segment_the_panoptic_file_does_not_list_is_named",
+    ),
+    (
+        "optional dataset (WildDash 2) absent",
+        "recorded as absent, the pipeline runs; evaluating it says what to download",
+        "test_wilddash2.py::test_an_absent_optional_dataset_is_recorded_and_passed_on",
+    ),
+    (
+        "submission with an unreadable image, a file that is no model, a label space without a format, no θ",
+        "one line each, exit 1, no zip (nothing half-written)",
+        "test_wilddash2.py::test_bad_inputs_get_one_line_and_no_zip",
+    ),
+    (
+        "`make seeds` killed (kill -9) mid-run",
+        "no result written; a rerun completes only what is missing",
+        "test_experiments.py::test_a_killed_run_leaves_no_result_and_a_rerun_completes_it",
+    ),
+    (
+        "two `make seeds` runners on the same folders",
+        "each result computed once, whole (an exclusive lock per arm and per world's data)",
+        "test_experiments.py::test_two_runners_on_the_same_folders_do_the_work_once",
+    ),
 ]
 
 

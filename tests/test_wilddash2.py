@@ -112,6 +112,10 @@ def test_an_absent_optional_dataset_is_recorded_and_passed_on(tmp_path):
     assert result["images"] == 0 and read_meta(tmp_path / "raw").source == "absent"
     write_shards(tmp_path / "raw", tmp_path / "shards", 64, progress=False)
     assert read_meta(tmp_path / "shards").source == "absent"
+    from uniseg.evaluation import check_present
+
+    with pytest.raises(DataError, match=r"wilddash2 was not found .*dvc repro -f download@wilddash2"):
+        check_present({"wilddash2": read_meta(tmp_path / "shards")})
     with pytest.raises(DataError, match="cityscapes is not under"):  # not optional: an error
         prepare("cityscapes", tmp_path / "downloads", tmp_path / "raw-cs")
 

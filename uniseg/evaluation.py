@@ -218,6 +218,15 @@ def _scorer(task: Task, info, metas: dict, relations, synthetic: bool, theta: fl
         raise UserError(f"evaluate {task.group} {task.name}: {exc}") from None
 
 
+def check_present(metas: dict) -> None:
+    """DataError naming the first dataset to evaluate that was recorded as absent (an optional one)."""
+    for d in sorted(d for d, meta in metas.items() if meta.source == "absent"):
+        raise DataError(
+            f"evaluate: {d} was not found when download@{d} ran (optional; README, Real data): put it "
+            f"under data.root and run `dvc repro -f download@{d}`, or leave it out of evaluate"
+        )
+
+
 def _examples(scorers: dict, images: str, figure_images: int) -> Examples:
     """What to keep of the first images for the report: figure_images of an unseen set, one of a seen one."""
     own = next((t for t in scorers if t.space == images and t.group in ("unseen", "seen")), None)
@@ -246,12 +255,7 @@ def evaluate_model(
         info.datasets, p.evaluate.unseen, p.evaluate.seen, p.evaluate.cross, left_out, union=synthetic
     )
     metas = {d: read_meta(shards / d) for d in {t.images for t in tasks} | {t.space for t in tasks}}
-    absent = sorted(d for d, meta in metas.items() if meta.source == "absent")
-    if absent:
-        raise DataError(
-            f"evaluate: {absent[0]} was not found when download@{absent[0]} ran (optional; README, Real data): "
-            f"put it under data.root and run `dvc repro -f download@{absent[0]}`, or leave it out of evaluate"
-        )
+    check_present(metas)
     relations = merge_relations(p.data.source, info.datasets, multilabels)
     order = sorted(dict.fromkeys(t.images for t in tasks), key=lambda d: d not in info.datasets)
     results, examples, counts, theta = {}, {}, None, None
