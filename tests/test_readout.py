@@ -4,6 +4,7 @@ unseen set can score)."""
 
 import pytest
 import torch
+from fixed_logits import Fixed
 
 from uniseg.datasets.synthetic import oracle_relations, outside_names
 from uniseg.datasets.synthetic.truth import scored_secondaries
@@ -16,17 +17,6 @@ UNION = ["bicyclist", "lane marking - general", "rider", "road"]
 SPACE = ["road", "rider"]  # a Cityscapes-like dataset: no bicyclist, no lane marking
 WORLD = ["road", "lane marking", "bicyclist"]
 NAMES = {"lane marking": ["lane marking - general"], "bicyclist": ["bicyclist"]}
-
-
-class Fixed(torch.nn.Module):
-    """Logits [1, K, 1, 4] given per pixel (an image of 1 x 4 pixels)."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = torch.tensor(logits, dtype=torch.float32).t()[None, :, None, :]
-
-    def forward(self, x):
-        return self.logits.expand(x.shape[0], -1, -1, -1)
 
 
 # Columns: bicyclist, lane marking - general, rider, road. Pixels: road | lane marking | lane marking | bicyclist.

@@ -12,6 +12,7 @@ import pandas as pd
 
 from uniseg.plotting import pyplot, save_figure
 from uniseg.report.results import cross_matrix, model_title
+from uniseg.report.stored import stored_samples
 from uniseg.scores import EVERY_TASK, Metrics
 
 
@@ -85,24 +86,13 @@ def example_rows(
 ) -> list[dict]:
     """Rows for plot_panels from the predictions the evaluation stored (scores.read_examples per model):
     each stored image of `datasets`, its ground truth and each model's prediction (label-space indices)."""
-    from uniseg.shards import ShardReader
-
     rows = []
-    for name in datasets:
-        keys = list(dict.fromkeys(k for m in predictions.values() for k in m.get(name, {})))
-        if not keys:
-            continue
-        reader = ShardReader(shards / name)
-        index = dict(zip(reader.manifest["key"], reader.manifest.index, strict=True))
-        for key in keys:
-            sample = reader.read(index[key])
-            panels = [("ground truth", sample.label, reader.meta.classes)]
-            for model, stored in predictions.items():
-                if key in stored.get(name, {}):
-                    panels.append(
-                        (f"{model} ({losses.get(model, model)})", stored[name][key], reader.meta.classes)
-                    )
-            rows.append({"title": f"{name}: {key}", "image": sample.image, "panels": panels})
+    for name, key, sample, classes in stored_samples(predictions, datasets, shards):
+        panels = [("ground truth", sample.label, classes)]
+        for model, stored in predictions.items():
+            if key in stored.get(name, {}):
+                panels.append((f"{model} ({losses.get(model, model)})", stored[name][key], classes))
+        rows.append({"title": f"{name}: {key}", "image": sample.image, "panels": panels})
     return rows
 
 

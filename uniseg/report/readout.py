@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from uniseg.plotting import pyplot, save_figure
+from uniseg.report.stored import stored_samples
 from uniseg.scores import CONFIDENT, TOP1, Metrics, read_outside_examples
 
 THRESHOLD = 0.5  # the paper's multi-label threshold (readout.THRESHOLD; not imported: no torch here)
@@ -90,30 +91,19 @@ def readout_rows(
     """Rows for plot_readout: per stored training-set image, the image and each model's dataset-space
     top-1 (labels[model][dataset][key]) and outside-space top-1 with its probability
     (outside[model][dataset][key]); union[model] names the union indices."""
-    from uniseg.shards import ShardReader
-
     rows = []
-    for name in datasets:
-        keys = list(dict.fromkeys(k for m in outside.values() for k in m.get(name, {})))
-        if not keys:
-            continue
-        reader = ShardReader(shards / name)
-        index = dict(zip(reader.manifest["key"], reader.manifest.index, strict=True))
-        for key in keys:
-            sample = reader.read(index[key])
-            models = [
-                m for m in outside if key in outside[m].get(name, {}) and key in labels[m].get(name, {})
-            ]
-            rows.append(
-                {
-                    "title": f"{name}: {key}",
-                    "image": sample.image,
-                    "space": list(reader.meta.classes),
-                    "models": [
-                        (titles[m], labels[m][name][key], *outside[m][name][key], union[m]) for m in models
-                    ],
-                }
-            )
+    for name, key, sample, space in stored_samples(outside, datasets, shards):
+        models = [m for m in outside if key in outside[m].get(name, {}) and key in labels[m].get(name, {})]
+        rows.append(
+            {
+                "title": f"{name}: {key}",
+                "image": sample.image,
+                "space": space,
+                "models": [
+                    (titles[m], labels[m][name][key], *outside[m][name][key], union[m]) for m in models
+                ],
+            }
+        )
     return rows
 
 
