@@ -309,3 +309,24 @@ def test_a_report_shows_the_headline_only_for_the_data_and_profile_it_was_made_f
     )
     tiny = parse_params({"synthetic": {"height": 64, "width": 128}})
     assert headline_markdown(tiny, tmp_path / "headline.md") is None
+
+
+def test_the_negative_frames_are_summarised_and_paired():
+    def record(seed, arm, void, abstaining):
+        r = _record(0, seed, arm, 50.0)
+        r["metrics"]["unseen"]["wilddash2"] = {
+            "miou": 40.0,
+            "miou_abstain": abstaining,
+            "negative_void": void,
+        }
+        return r
+
+    records = [record(s, "ce", 10.0 + s, 38.0) for s in range(3)] + [
+        record(s, "nullbce", 30.0 + 2 * s, 39.0) for s in range(3)
+    ]
+    h = collect(records)
+    assert h["arms"]["nullbce"]["negative_void"]["per_seed"] == [30.0, 32.0, 34.0]
+    assert h["arms"]["ce"]["negatives_miou"]["mean"] == 40.0 and h["arms"]["ce"]["abstain"]["mean"] == 38.0
+    assert h["paired"]["nullbce_minus_ce"]["negative_void"]["per_seed"] == [20.0, 21.0, 22.0]
+    assert h["arms"]["ce"]["mean"] == 50.0, "WildDash 2 stays out of the unseen mean"
+    assert "| nullbce_minus_ce: void share, paired | +21.00 [" in render(h)

@@ -98,20 +98,19 @@ def read_results(folder: Path) -> list[dict]:
 
 def _value(record: dict, group: str, name: str | None = None, cls: str | None = None) -> float | None:
     """One number of a stored result: a group's mean mIoU, a dataset's mIoU or a class's IoU; for the
-    group "union" the readout (mean or one training dataset's), for "headroom" the unseen headroom."""
+    group "union" the readout (mean or one training dataset's), for "headroom" the unseen headroom, for
+    NEGATIVES those of the unseen set with negative frames."""
     m = Metrics({"m": record["metrics"]})
     if group == "union":
         return m.readout("m", name)
     if group == "headroom":
         return m.headroom("m", name)
-    if group in ("negative_void", "abstain"):  # the unseen set that has negative frames (WildDash 2)
+    if group in NEGATIVES:  # of the unseen set that has negative frames (WildDash 2)
         for dataset in m.datasets("unseen"):
             if m.negative_void("m", dataset) is not None:
-                return (
-                    m.negative_void("m", dataset)
-                    if group == "negative_void"
-                    else m.score("m", "unseen", dataset, "abstain")
-                )
+                if group == "negative_void":
+                    return m.negative_void("m", dataset)
+                return m.score("m", "unseen", dataset, "abstain" if group == "abstain" else "restricted")
         return None
     if name is None:
         return m.mean("m", group)
