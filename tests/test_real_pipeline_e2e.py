@@ -2,7 +2,8 @@
 
 The corpus (tests/real_corpus.py) holds all seven datasets in their official layouts and encodings; the
 test sets are exactly the evaluation lists that ship with uniseg, the training sets bring their own
-`splits/val.txt`. Checked: the whole DAG runs and scores the unseen sets; data/raw holds indexes, not
+`splits/val.txt`. Checked: the whole DAG runs and scores the unseen sets (WildDash 2 from its panoptic
+ground truth); data/raw holds indexes, not
 copies; a test set's labels stay at their original size; the cache links the shards (disk use);
 a second `dvc repro` does nothing; after a source label changes, a rescan (`dvc repro -f
 download@<ds>`) re-shards that dataset and not an unchanged one; a truncated label fails the shard stage with one line naming it and nothing half-written.
@@ -66,7 +67,13 @@ def test_real_data_pipeline_end_to_end(tmp_path):
     print("\n".join(line for line in first.splitlines() if re.search(r" in \d+\.\ds$", line)))
     assert {"train", "mine", "relabel", "retrain", "evaluate", "report"} <= _ran(first)
     metrics = json.loads((work / "reports/metrics.json").read_text())
-    assert {"kitti", "wilddash", "camvid"} <= set(metrics["base"]["unseen"]), metrics["base"]["unseen"]
+    assert {"kitti", "wilddash", "camvid", "wilddash2"} <= set(metrics["base"]["unseen"]), metrics["base"][
+        "unseen"
+    ]
+    wd2 = json.loads((work / "reports/class_iou.json").read_text())["base"]["unseen"]["wilddash2"]["iou"]
+    assert wd2["pickup"] == 0.0, (
+        "a class the union lacks is scored as never predicted (IoU 0 where it occurs)"
+    )
     for name, splits in expected.items():
         raw = work / "data/raw" / name
         assert sorted(p.name for p in raw.iterdir()) == ["dataset.json", "index.parquet"], "an index, no copy"
