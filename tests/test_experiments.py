@@ -322,11 +322,15 @@ def test_the_negative_frames_are_summarised_and_paired():
         return r
 
     records = [record(s, "ce", 10.0 + s, 38.0) for s in range(3)] + [
-        record(s, "nullbce", 30.0 + 2 * s, 39.0) for s in range(3)
+        record(s, "nullbce", 30.0 + 2 * s, 39.0 + s) for s in range(3)
     ]
     h = collect(records)
     assert h["arms"]["nullbce"]["negative_void"]["per_seed"] == [30.0, 32.0, 34.0]
     assert h["arms"]["ce"]["negatives_miou"]["mean"] == 40.0 and h["arms"]["ce"]["abstain"]["mean"] == 38.0
     assert h["paired"]["nullbce_minus_ce"]["negative_void"]["per_seed"] == [20.0, 21.0, 22.0]
     assert h["arms"]["ce"]["mean"] == 50.0, "WildDash 2 stays out of the unseen mean"
-    assert "| nullbce_minus_ce: void share, paired | +21.00 [" in render(h)
+    assert h["paired"]["nullbce_minus_ce"]["abstain"]["per_seed"] == [1.0, 2.0, 3.0]
+    row = next(line for line in render(h).splitlines() if line.startswith("| nullbce_minus_ce, paired"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "nullbce_minus_ce, paired (3 seeds)" and cells[2].startswith("+2.00 ["), cells
+    assert cells[3].startswith("+21.00 ["), "the void share in its own column"

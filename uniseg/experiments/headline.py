@@ -145,7 +145,8 @@ def _arm(runs: dict, seeds: list[int]) -> dict:
 
 def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
     """Arm a − arm b per shared seed: the unseen mean (top level), the seen mean, unseen − seen (the
-    signature), the union readout and the negative frames' void share (WildDash 2)."""
+    signature), the union readout and, on the set with negative frames (WildDash 2), its class mIoU, the
+    same abstaining and the negative frames' void share."""
     common = [s for s in seeds if s in a and s in b and _value(a[s], "unseen") is not None]
     if not common:
         return None
@@ -153,7 +154,7 @@ def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
     out = {**summarise(diff["unseen"]), "seeds": common}
     out["seen"] = summarise(diff["seen"])
     out["signature"] = summarise([u - v for u, v in zip(diff["unseen"], diff["seen"], strict=True)])
-    for key in ("union", "negative_void"):
+    for key in ("union", *NEGATIVES):
         found = [(s, _value(a[s], key), _value(b[s], key)) for s in common]
         found = [(s, x - y) for s, x, y in found if x is not None and y is not None]
         if found:

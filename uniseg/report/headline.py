@@ -100,7 +100,8 @@ def render(headline: dict) -> str:
                     f"| {arm} | {_mean({'x': wd2} if wd2 else None, 'x')} | {_mean(a, 'abstain')} | {_mean(a, 'negative_void')} |"
                 )
             lines += [
-                f"| {name}: void share, paired | {_ci(d['negative_void'])} | | |"
+                f"| {name}, paired ({len(d['negative_void']['seeds'])} seeds) | {_ci(d.get('negatives_miou'))} "
+                f"| {_ci(d.get('abstain'))} | {_ci(d['negative_void'])} |"
                 for name, d in h["paired"].items()
                 if "negative_void" in d
             ]
