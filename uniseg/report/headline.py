@@ -52,8 +52,8 @@ def render(headline: dict) -> str:
         ]
         lines += [
             "",
-            'Where a target is missed, the per-class differences below and docs/findings.md ("What the '
-            'faithful benchmark shows") give the diagnosis.',
+            'Where a target is missed, the per-class differences below and docs/findings.md ("Each claim '
+            'where it lives") give the diagnosis.',
         ]
     for world, h in headline["worlds"].items():
         default = " (the default world)" if int(world) == headline["default_world"] else ""
