@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The seeds of the committed headline (reports/seeds/): `make seeds` recomputes only what is missing or stale.
-SEEDS  ?= 0 1 2 3 4
-ORACLE_SEEDS ?= 0 1 2 3
-WORLD1_SEEDS ?= 0 1 2
+# The benchmark's targets ask for 5 seeds of world 0 and the oracle at 4: SEEDS="0 1 2 3 4" ORACLE_SEEDS="0 1 2 3"
+# completes them (about 35 minutes per seed on 2 cores); WORLD1_SEEDS="0 1 2" adds the second world.
+SEEDS  ?= 0 1 2
+ORACLE_SEEDS ?= 0 1 2
+WORLD1_SEEDS ?=
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
 # Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
@@ -62,7 +64,7 @@ seeds: $(STAMP)
 	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 --jobs $(JOBS) --arm oracle $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
 	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 1 --jobs $(JOBS) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
 	$(BIN)/python -m uniseg.experiments headline
-	$(BIN)/dvc repro --single-item report   # results.md embeds the new headline (its other inputs are committed)
+	$(BIN)/dvc repro report   # results.md embeds the new headline
 
 paper: $(STAMP)
 	$(BIN)/python -m uniseg.experiments queue
