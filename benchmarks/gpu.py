@@ -3,10 +3,12 @@ losses' cost, evaluation memory at 1080p, and the embedded benchmark's training 
 
     python -m benchmarks.gpu --out reports/bench_gpu.json     (needs a CUDA device; CI has none)
 
-Each training figure is a plain loop over the library's model and loss (forward, loss, backward, SGD
-step) on random batches of the given size, timed with CUDA synchronisation after warm-up steps; the
-training stage adds data loading, logging and checkpoints on top (benchmarks/run.py measures that
-overhead on the CPU). Multi-GPU (DDP) scaling needs more than one device: with one, it is not measured.
+Each `train.*` figure is a plain loop over the library's model and loss (forward, loss, backward, SGD
+step) on random batches of the given size, timed with CUDA synchronisation after warm-up steps. The
+`engine.*` figures time the training stage itself (engine.train_model: 1080p JPEG shards, window
+resize, loader workers, logging and checkpoints) beside that loop with the same classes; `profile.*`
+traces ten steps of the bare loop with torch.profiler: host time against the time the GPU is busy.
+Multi-GPU (DDP) scaling needs more than one device: with one, it is not measured.
 """
 
 from __future__ import annotations
@@ -65,6 +67,116 @@ def train_speed(
         "images_per_s": round(batch / seconds, 1),
         "step_ms": round(1000 * seconds, 1),
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
+
+
+def engine_speed(
+    tmp: Path, backbone="hrnet_w48", crop=(713, 713), batch=8, steps=40, warm=10, workers=8, images=48
+) -> dict:
+    """The training stage's images/s over `steps` warm steps (a run of warm + steps minus one of warm:
+    worker start and first batches cancel) on Cityscapes-layout 1080p shards in the paper's profile,
+    beside the bare loop's on random batches with the same classes (19)."""
+    from benchmarks.real_scale import _cityscapes_sources
+    from uniseg.datasets.real import ingest
+    from uniseg.engine import TrainJob, train_model
+    from uniseg.packing import write_shards
+    from uniseg.params import load_params
+
+    root = Path(__file__).resolve().parents[1]
+    if not (tmp / "shards" / "cityscapes" / "manifest.parquet").is_file():
+        src = tmp / "src"
+        _cityscapes_sources(src, images, "train")
+        _cityscapes_sources(src, 1, "val")
+        (src / "splits").mkdir(exist_ok=True)
+        (src / "splits" / "val.txt").write_text("city/city_000000_000019\n")
+        ingest("cityscapes", src, tmp / "raw")
+        write_shards(
+            tmp / "raw", tmp / "shards" / "cityscapes", 1080, 64, 8, progress=False, image_format="jpeg"
+        )
+    p = load_params(root / "params.paper.yaml")
+    train = p.train.model_copy(
+        update={
+            "datasets": ["cityscapes"],
+            "batch_size": batch,
+            "crop": list(crop),
+            "devices": 1,
+            "workers": workers,
+        }
+    )
+    p = p.model_copy(
+        update={
+            "train": train,
+            "model": p.model.model_copy(update={"backbone": backbone, "pretrained": "none"}),
+        }
+    )
+
+    def run(iters: int) -> float:
+        out = tmp / f"engine-{iters}"
+        job = TrainJob.from_params(
+            p.model_copy(update={"train": train.model_copy(update={"iters": iters})}),
+            tmp / "shards",
+            out / "m.pt",
+            log_dir=out / "log",
+        )
+        job.checkpoint_path.unlink(missing_ok=True)
+        return train_model(job, progress=False)["seconds"]
+
+    seconds = (run(warm + steps) - run(warm)) / steps
+    bare = train_speed(backbone, crop, batch, p.train.amp, k=19)
+    engine = batch / seconds
+    return {
+        "images_per_s": round(engine, 1),
+        "step_ms": round(1000 * seconds, 1),
+        "bare_images_per_s": bare["images_per_s"],
+        "engine_over_bare": round(engine / bare["images_per_s"], 3),
+    }
+
+
+def profile_steps(out_dir: Path, backbone="hrnet_w48", crop=(713, 713), batch=8, steps=10, k=70) -> dict:
+    """torch.profiler over `steps` warm steps of the bare loop: wall time, host (CPU) time and GPU busy
+    time per step, operators per step; the Chrome trace is written beside the results."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from uniseg.losses import normalise_loss
+
+    torch.manual_seed(0)
+    model, loss_fn = _setup(backbone, k, "cosine", "nullbce", -4.2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, *crop, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, k, (batch, *crop), device="cuda")
+    ids = torch.arange(batch, device="cuda") % 4
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(x)
+        total, count = loss_fn(logits, y, ids)
+        opt.zero_grad(set_to_none=True)
+        normalise_loss(total, count).backward()
+        opt.step()
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - start) / steps
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(out_dir / f"profile_{backbone}.json"))
+    events = prof.key_averages()
+    gpu_us = sum(e.self_device_time_total for e in events)
+    host_us = sum(e.self_cpu_time_total for e in events)
+    ops = sum(e.count for e in events if e.key.startswith("aten::"))
+    top = sorted(events, key=lambda e: e.self_device_time_total, reverse=True)[:8]
+    return {
+        "wall_ms_per_step": round(1000 * wall, 1),
+        "gpu_busy_ms_per_step": round(gpu_us / 1000 / steps, 1),
+        "host_ms_per_step": round(host_us / 1000 / steps, 1),
+        "gpu_busy_fraction": round(gpu_us / 1e6 / steps / wall, 3),
+        "aten_ops_per_step": round(ops / steps),
+        "top_gpu_ms_per_step": {e.key[:60]: round(e.self_device_time_total / 1000 / steps, 2) for e in top},
     }
 
 
@@ -187,6 +299,14 @@ def main() -> None:
     record("evaluate.1080p_w18small", eval_1080p)
     record("evaluate.1080p_w48", eval_1080p, "hrnet_w48")
     record("mine.1080p_w18small", mine_1080p)
+    # The training stage itself, and where a step's time goes.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        record("engine.w48_713_b8.bf16", engine_speed, Path(tmp))
+        record("engine.w18_713_b8.bf16", engine_speed, Path(tmp), "hrnet_w18")
+    record("profile.w48_713_b8.bf16", profile_steps, args.out.parent / "profiles")
+    record("profile.w18_713_b8.bf16", profile_steps, args.out.parent / "profiles", "hrnet_w18")
     if args.compile:
         record("train.w48_713_b8.bf16_compiled", train_speed, "hrnet_w48", (713, 713), 8, True, compile_=True)
     print(f"wrote {args.out}")

@@ -3,19 +3,29 @@ source PNGs, peak memory of mining and evaluation for one 1080p image, and the t
 overhead over a bare loop. Each figure is a ratio measured side by side, or a peak measured in a fresh
 process.
 
-- loader.images_per_s_per_worker: training samples (1080p shard -> random scale, 713 crop, flip,
-  normalise) per second from one worker; loader.speedup_vs_files: the same over a torchvision-references
-  style dataset that opens Cityscapes-layout 2048x1024 PNGs with PIL, converts the labelIds and applies
-  the same resize and transforms (goal >= 1.3).
+- loader.images_per_s_per_worker: training samples per second from one worker in the paper's profile
+  (params.paper.yaml: shard.image_format jpeg, train.resize window): a 1080p shard sample decoded,
+  randomly scaled (x0.5-2), cropped to 713, flipped, handed over as uint8. loader.variants: the same for
+  every (image format, resize) pair, so each choice's share is measured. loader.speedup_vs_reference:
+  over a torchvision-references style dataset that opens the Cityscapes-layout 2048x1024 source PNG
+  with PIL, converts the labelIds, resizes the whole image, crops, flips and normalises in the worker
+  (goal >= 3). loader.shard_kib_per_image: what each image format costs on disk.
+  loader.workers_per_gpu: workers one GPU needs at the training speed that reports/bench_gpu.json
+  measured for the paper's setting (when that file holds it).
 - mine.peak_mib_1080p, evaluate.peak_mib_1080p: peak resident memory (MiB) of a process that mines or
   scores one 1920x1080 image at batch 1 with hrnet_w18_small and the 70-class union (goal <= 2048 each).
-- train.overhead_vs_bare_loop: the training stage's time per step (engine.train_model: loader workers,
-  logging, checkpoints) over a bare forward/backward/step loop on the same batches (goal <= 1.05).
+- train.overhead_vs_bare_loop: the training stage's time per step (engine.train_model: its loader,
+  logging every log_every and a checkpoint every checkpoint_every steps, as params.yaml sets them) over
+  a bare forward/loss/backward/step loop fed by the same loader; both warm (the first steps, where the
+  workers start and the first batch is built, are left out of both), interleaved rounds, medians
+  (goal <= 1.05).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import subprocess
 import sys
 import time
@@ -25,6 +35,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+CROP, SCALE = (713, 713), (0.5, 2.0)
 
 
 def _cityscapes_sources(root: Path, n: int, split: str = "val") -> None:
@@ -49,17 +60,25 @@ def _cityscapes_sources(root: Path, n: int, split: str = "val") -> None:
         Image.fromarray(label).save(label_dir / f"city_{k:06d}_000019_gtFine_labelIds.png")
 
 
-class FilesDataset(torch.utils.data.Dataset):
-    """The torchvision segmentation references' way: open the source PNGs per sample with PIL."""
+class ReferenceDataset(torch.utils.data.Dataset):
+    """The torchvision segmentation references' way: per sample, open the source PNGs with PIL, convert
+    the labels, then RandomResize (of the whole image), RandomCrop, flip, ToDtype and Normalize."""
 
-    def __init__(self, root: Path, union: list[str], transform):
+    def __init__(self, root: Path, union: list[str]):
+        from torchvision.transforms import v2
+
         from uniseg import taxonomy
+        from uniseg.backbones import MEAN, STD
+        from uniseg.transforms import train_transform
 
-        self.images = sorted((root / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))
+        self.images = sorted((root / "leftImg8bit" / "train").rglob("*_leftImg8bit.png"))
         self.lut = taxonomy.raw_lut("cityscapes")
         space = taxonomy.label_space("cityscapes")
-        self.to_union = taxonomy.space_to_union_lut(space, union).astype(np.int64)
-        self.transform = transform
+        self.to_union = taxonomy.space_to_union_lut(space, union)
+        # The same scales as the shards' pipeline: shorter side 1080 x U(0.5, 2).
+        geometric = train_transform(1080, CROP, SCALE, "image")
+        normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+        self.transform = v2.Compose([geometric, *normalise])
 
     def __len__(self) -> int:
         return len(self.images)
@@ -73,16 +92,37 @@ class FilesDataset(torch.utils.data.Dataset):
         label_path = Path(
             str(path).replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_labelIds.png")
         )
-        image = Image.open(path).convert("RGB")
-        label = Image.open(label_path)
-        short = 1080 / min(image.size)  # the paper's protocol: shorter side 1080, then the transforms
-        size = (round(image.size[0] * short), round(image.size[1] * short))
-        image = np.asarray(image.resize(size, Image.Resampling.BILINEAR))
-        values = self.lut[np.asarray(label.resize(size, Image.Resampling.NEAREST))]
+        image = np.asarray(Image.open(path).convert("RGB"))
+        values = self.lut[np.asarray(Image.open(label_path))]
         label = np.where(values < 0, 255, values).astype(np.uint8)
-        img, mask = to_tv(image, label)
-        img, mask = self.transform(img, mask)
+        img, mask = self.transform(*to_tv(image, label))
         return img, torch.from_numpy(self.to_union[mask.numpy()]), 0
+
+
+def _per_sample(data, rounds: int) -> float:
+    """Median over rounds of the seconds per sample, reading every sample once per round in one process
+    (what one loader worker does)."""
+    times = []
+    for r in range(rounds):
+        torch.manual_seed(r)
+        start = time.perf_counter()
+        for i in range(len(data)):
+            data[i]
+        times.append((time.perf_counter() - start) / len(data))
+    return statistics.median(times)
+
+
+def _gpu_training_rate() -> float | None:
+    """images/s of the paper's setting on one GPU, as reports/bench_gpu.json measured it (the engine's
+    figure when there is one, else the bare loop's)."""
+    path = ROOT / "reports" / "bench_gpu.json"
+    if not path.is_file():
+        return None
+    gpu = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("engine.w48_713_b8.bf16", "train.w48_713_b8.bf16"):
+        if isinstance(gpu.get(key), dict) and "images_per_s" in gpu[key]:
+            return float(gpu[key]["images_per_s"])
+    return None
 
 
 def bench_loader_1080p(tmp: Path, n: int = 12, rounds: int = 3) -> dict:
@@ -90,33 +130,39 @@ def bench_loader_1080p(tmp: Path, n: int = 12, rounds: int = 3) -> dict:
     from uniseg.datasets.real import ingest
     from uniseg.packing import write_shards
     from uniseg.taxonomy import label_space
-    from uniseg.transforms import train_transform
 
     src = tmp / "cityscapes"
-    _cityscapes_sources(src, n)
-    _cityscapes_sources(src, 1, "train")  # ingestion checks the whole official layout: train and val
+    _cityscapes_sources(src, n, "train")
+    _cityscapes_sources(src, 1, "val")  # ingestion checks the whole official layout: train and val
     (src / "splits").mkdir()
-    (src / "splits" / "val.txt").write_text("".join(f"city/city_{k:06d}_000019\n" for k in range(n)))
+    (src / "splits" / "val.txt").write_text("city/city_000000_000019\n")
     ingest("cityscapes", src, tmp / "raw")
-    write_shards(tmp / "raw", tmp / "shards", 1080, 64, 1, progress=False)
     union = label_space("cityscapes")
-    shards = TrainSet([tmp / "shards"], union, (713, 713), (0.5, 2.0), split="val")
-    files = FilesDataset(src, union, train_transform(1080, (713, 713), (0.5, 2.0)))
-    times = {"shards": [], "files": []}
-    for r in range(rounds):
-        for name, data in (("shards", shards), ("files", files)):
-            torch.manual_seed(r)
-            start = time.perf_counter()
-            for i in range(len(data)):
-                data[i]
-            times[name].append((time.perf_counter() - start) / len(data))
-    per = {k: float(np.median(v)) for k, v in times.items()}
-    return {
-        "loader.images_per_s_per_worker": round(1 / per["shards"], 2),
-        "loader.files_images_per_s_per_worker": round(1 / per["files"], 2),
-        "loader.speedup_vs_files": round(per["files"] / per["shards"], 3),
-        "loader.setting_1080p": f"{n} Cityscapes-layout 2048x1024 PNGs, shorter side 1080, 713 crops, 1 worker",
+    out, per = {}, {}
+    for fmt in ("source", "jpeg"):
+        shards = tmp / f"shards-{fmt}"
+        write_shards(tmp / "raw", shards, 1080, 64, 1, progress=False, image_format=fmt)
+        size = sum(f.stat().st_size for f in shards.glob("train-*.arrow"))
+        out[f"loader.shard_kib_per_image.{'png' if fmt == 'source' else 'jpeg'}"] = round(size / n / 1024)
+        for resize in ("image", "window"):
+            data = TrainSet([shards], union, CROP, SCALE, resize=resize)
+            per[("png" if fmt == "source" else "jpeg", resize)] = _per_sample(data, rounds)
+    reference = _per_sample(ReferenceDataset(src, union), rounds)
+    best = per[("jpeg", "window")]
+    out |= {
+        "loader.images_per_s_per_worker": round(1 / best, 2),
+        "loader.reference_images_per_s_per_worker": round(1 / reference, 2),
+        "loader.speedup_vs_reference": round(reference / best, 3),
+        "loader.variants": {f"{fmt}+{resize}": round(1 / s, 2) for (fmt, resize), s in per.items()},
     }
+    rate = _gpu_training_rate()
+    if rate is not None:
+        out["loader.workers_per_gpu"] = math.ceil(rate * best)
+        out["loader.workers_per_gpu_at"] = f"{rate} images/s (reports/bench_gpu.json, W48 713 bf16)"
+    out["loader.setting_1080p"] = (
+        f"{n} Cityscapes-layout 2048x1024 PNGs, shorter side 1080, 713 crops, scale 0.5-2, 1 process"
+    )
+    return out
 
 
 _PEAK = """
@@ -152,8 +198,13 @@ def bench_peak_memory() -> dict:
     return out
 
 
-def bench_train_overhead(tmp: Path, iters: int = 30) -> dict:
-    """engine.train_model against a bare loop over the same batches (same model, loss, optimizer)."""
+def bench_train_overhead(tmp: Path, steady: int = 100, warm: int = 10, rounds: int = 3) -> dict:
+    """engine.train_model against a bare loop fed by the same loader (same model, loss, optimizer).
+
+    The engine's time for `steady` steps is the difference between a run of warm + steady steps and one
+    of `warm` steps: what both spend starting the loader workers and building the first batches cancels,
+    and what is left holds the real intervals' logging and checkpoints. The bare loop times its steps
+    after `warm` untimed ones. Rounds interleave the three runs; medians are compared."""
     from uniseg.data import TrainSet, make_train_loader
     from uniseg.datasets.synthetic import generate_dataset
     from uniseg.engine import TrainJob, train_model
@@ -161,39 +212,70 @@ def bench_train_overhead(tmp: Path, iters: int = 30) -> dict:
     from uniseg.models import build_model
     from uniseg.packing import write_shards
     from uniseg.params import load_params
+    from uniseg.transforms import normalise_batch
 
     p = load_params(ROOT / "params.yaml")
     synthetic = p.synthetic.model_copy(update={"train_images": 64, "val_images": 1})
     for name in p.train.datasets:
         generate_dataset(name, tmp / "raw" / name, synthetic)
         write_shards(tmp / "raw" / name, tmp / "shards" / name, p.shard.short_side, progress=False)
-    train = p.train.model_copy(update={"iters": iters, "checkpoint_every": 10, "log_every": 5})
-    p = p.model_copy(update={"train": train, "model": p.model.model_copy(update={"pretrained": "none"})})
-    job = TrainJob.from_params(p, tmp / "shards", tmp / "m.pt", log_dir=tmp / "log")
-    stage = train_model(job, progress=False)["seconds"] / iters
-    data = TrainSet(job.shard_dirs, job.union, tuple(train.crop), tuple(train.scale))
-    loader, sampler = make_train_loader(data, train.batch_size, 0, p.seed)
-    sampler.set_epoch(0)
-    batches = [b for _, b in zip(range(iters), loader, strict=False)]
-    torch.manual_seed(p.seed)
-    model = build_model(p.model.backbone, p.model.classifier, len(job.union), p.model.t)
-    loss_fn = build_loss(
-        "nullbce", dataset_masks(job.union, list(job.spaces.values())), None, sigmoid_prior(len(job.union))
-    )
-    opt = torch.optim.SGD(
-        model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
-    )
-    model.train()
-    start = time.perf_counter()
-    for images, labels, ids in batches:
-        loss = normalise_loss(*loss_fn(model(images), labels, ids))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    bare = (time.perf_counter() - start) / len(batches)
+    p = p.model_copy(update={"model": p.model.model_copy(update={"pretrained": "none"})})
+    train = p.train
+
+    def engine(iters: int) -> float:
+        run = tmp / f"engine-{iters}"
+        job = TrainJob.from_params(
+            p.model_copy(update={"train": train.model_copy(update={"iters": iters})}),
+            tmp / "shards",
+            run / "m.pt",
+            log_dir=run / "log",
+        )
+        job.checkpoint_path.unlink(missing_ok=True)  # a fresh run each round, never a resumed one
+        return train_model(job, progress=False)["seconds"]
+
+    job = TrainJob.from_params(p, tmp / "shards", tmp / "unused.pt")
+
+    def bare() -> float:
+        data = TrainSet(job.shard_dirs, job.union, tuple(train.crop), tuple(train.scale), resize=train.resize)
+        loader, sampler = make_train_loader(data, train.batch_size, train.workers, p.seed, train.weights)
+        torch.manual_seed(p.seed)
+        model = build_model(p.model.backbone, p.model.classifier, len(job.union), p.model.t)
+        masks = dataset_masks(job.union, list(job.spaces.values()))
+        loss_fn = build_loss("nullbce", masks, None, sigmoid_prior(len(job.union)))
+        opt = torch.optim.SGD(
+            model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+        )
+        model.train()
+        done, epoch, start = 0, 0, 0.0
+        while done < warm + steady:
+            sampler.set_epoch(epoch)
+            for images, labels, ids in loader:
+                if done == warm:
+                    start = time.perf_counter()
+                loss = normalise_loss(*loss_fn(model(normalise_batch(images)), labels.long(), ids))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                done += 1
+                if done == warm + steady:
+                    break
+            epoch += 1
+        return time.perf_counter() - start
+
+    stage, loop = [], []
+    for _ in range(rounds):
+        short, long = engine(warm), engine(warm + steady)
+        stage.append((long - short) / steady)
+        loop.append(bare() / steady)
+    ratios = sorted(e / b for e, b in zip(stage, loop, strict=True))
     return {
-        "train.overhead_vs_bare_loop": round(stage / bare, 3),
-        "train.setting": f"default profile, {iters} iterations, batch {train.batch_size}, {train.workers} loader workers",
+        "train.overhead_vs_bare_loop": round(statistics.median(stage) / statistics.median(loop), 3),
+        "train.overhead_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+        "train.setting": (
+            f"default profile, {steady} warm iterations ({warm} left out), batch {train.batch_size}, "
+            f"{train.workers} loader workers, log every {train.log_every}, checkpoint every "
+            f"{train.checkpoint_every}; {rounds} interleaved rounds, medians"
+        ),
     }
 
 

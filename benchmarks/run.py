@@ -15,9 +15,9 @@ timed interleaved, several rounds, and the median of each is compared.
   shard.read_last_over_first: reading the last row of a shard vs the first (O(1) access: about 1).
 - loader.stall_fraction: share of a training loop's time spent waiting for the next batch with the
   default settings (goal <= 0.10 on CPU).
-- At the paper's resolution (benchmarks/real_scale.py): loader.images_per_s_per_worker and
-  loader.speedup_vs_files, mine.peak_mib_1080p and evaluate.peak_mib_1080p,
-  train.overhead_vs_bare_loop.
+- At the paper's resolution (benchmarks/real_scale.py): loader.images_per_s_per_worker,
+  loader.speedup_vs_reference, loader.variants, loader.shard_kib_per_image, loader.workers_per_gpu,
+  mine.peak_mib_1080p and evaluate.peak_mib_1080p, train.overhead_vs_bare_loop.
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def bench_loader(tmp: Path, iterations: int = 30) -> dict:
     from uniseg.packing import write_shards
     from uniseg.params import load_params
     from uniseg.taxonomy import union
+    from uniseg.transforms import normalise_batch
 
     p = load_params()
     dirs, spaces = [], []
@@ -231,7 +232,7 @@ def bench_loader(tmp: Path, iterations: int = 30) -> dict:
             it = iter(loader)
             continue
         waited += time.perf_counter() - t0
-        loss = normalise_loss(*loss_fn(model(images), labels, ids))
+        loss = normalise_loss(*loss_fn(model(normalise_batch(images)), labels.long(), ids))
         opt.zero_grad()
         loss.backward()
         opt.step()

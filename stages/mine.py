@@ -45,7 +45,7 @@ def main(
         per_dataset = {}
         for name in p.train.datasets:
             lut = torch.from_numpy(space_to_union_lut(spaces[name], info.classes)).long()
-            loader = make_eval_loader(EvalSet(shards / name, "train"), p.mine.batch_size, workers=0)
+            loader = make_eval_loader(EvalSet(shards / name, "train"), p.mine.batch_size, p.mine.workers)
             batches = ((images, lut[labels.long()]) for images, labels, _, _ in iter_batches(loader))
             per_dataset[name] = mine_similarities(model, batches, len(info.classes), device)
         table = similarity_table(per_dataset, info.classes, spaces)

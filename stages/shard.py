@@ -29,7 +29,13 @@ def main(
         raw = raw or Path("data/raw") / dataset
         out = out or Path("data/shards") / dataset
         result = write_shards(
-            raw, out, p.shard.short_side, p.shard.images_per_shard, p.shard.workers, p.data.skip_corrupt
+            raw,
+            out,
+            p.shard.short_side,
+            p.shard.images_per_shard,
+            p.shard.workers,
+            p.data.skip_corrupt,
+            image_format=p.shard.image_format,
         )
     for why in result["skipped"]:
         typer.echo(f"  skipped: {why}", err=True)

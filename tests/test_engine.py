@@ -1,6 +1,13 @@
-"""Training: a resumed run equals an uninterrupted one; NaN stops with the iteration; foreign
-checkpoints are not resumed; the model file is self-contained."""
+"""Training: a resumed run equals an uninterrupted one (one process, and two nodes without a shared file
+system); NaN stops with the iteration; foreign checkpoints are not resumed; the model file is
+self-contained."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,6 +121,24 @@ def test_nan_loss_stops_with_the_iteration_named(shards, tmp_path):
         engine.normalise_loss = real
 
 
+def test_a_nan_inside_a_logging_window_stops_the_run_before_anything_is_saved(shards, tmp_path, monkeypatch):
+    """The host reads the loss once per logging window (no synchronisation in the other steps): a NaN at
+    iteration 2 is caught at the window's end, before the checkpoint of iteration 3 is written."""
+    import uniseg.engine as engine
+
+    job = _job(shards, tmp_path, iters=6, log_every=3, checkpoint_every=3)
+    real, calls = engine.normalise_loss, {"n": 0}
+
+    def nan_at_two(total, count):
+        calls["n"] += 1
+        return real(total, count) * (float("nan") if calls["n"] == 2 else 1.0)
+
+    monkeypatch.setattr(engine, "normalise_loss", nan_at_two)
+    with pytest.raises(UserError, match="loss is nan at iterations 1-3"):
+        train_model(job, progress=False)
+    assert calls["n"] == 3 and not job.checkpoint_path.exists() and not job.model_path.exists()
+
+
 def test_the_model_file_holds_what_inference_needs_and_the_log_line(shards, tmp_path, capsys):
     train_model(_job(shards, tmp_path, iters=2), progress=False)
     model, info = load_model_file(tmp_path / "m.pt")
@@ -165,8 +190,6 @@ def _toy_problem():
 
 def _torchrun(script: Path, text: str) -> None:
     """Run `text` as a script under torchrun with 2 CPU processes (gloo)."""
-    import subprocess
-    import sys
 
     script.write_text(text)
     proc = subprocess.run(
@@ -234,10 +257,6 @@ train_model(_job(Path({shards!r}), Path({out!r}), iters=8), progress=False)
 
 @pytest.mark.slow
 def test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights(shards, tmp_path, one_thread):
-    import signal
-    import subprocess
-    import sys
-    import time
 
     train_model(_job(shards, tmp_path / "straight", iters=8), progress=False)
     script = tmp_path / "kill.py"
@@ -256,3 +275,92 @@ def test_kill_9_mid_training_then_rerun_gives_the_uninterrupted_weights(shards, 
     a, b = _weights(tmp_path / "straight" / "m.pt"), _weights(tmp_path / "killed" / "m.pt")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+# --- several nodes: two CPU processes (gloo), each in its own working directory, stand for two nodes
+# without a shared file system; only rank 0 writes checkpoints and logs, so after a crash only node 0
+# holds a checkpoint, and rank 0 sends it to the others on resume.
+
+NODE_SCRIPT = """
+import sys, time
+from dataclasses import replace
+from pathlib import Path
+import torch
+torch.set_num_threads(1)  # the same reduction order in every run
+sys.path.insert(0, {tests!r})
+from test_engine import _job
+from uniseg.engine import train_model
+if {slow}:
+    real_step = torch.optim.SGD.step
+    def slow_step(self, *args, **kwargs):
+        time.sleep(0.3)  # slow enough to be killed between checkpoints
+        return real_step(self, *args, **kwargs)
+    torch.optim.SGD.step = slow_step
+job = _job(Path({shards!r}), Path("run"), iters=8, devices=2, batch_size=4)
+backbone = {backbone!r}  # the repository's, by absolute path: a node's working directory has none
+job = replace(job, model=job.model.model_copy(update={{"pretrained": backbone}}))
+train_model(job, progress=False)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _nodes(root: Path, shards: Path, slow: bool) -> list[subprocess.Popen]:
+    """Start rank 0 and rank 1, each as the only process of its node, in root/node0 and root/node1."""
+    port, procs = _free_port(), []
+    repo = Path(__file__).resolve().parents[1]
+    script = NODE_SCRIPT.format(
+        tests=str(Path(__file__).parent),
+        shards=str(shards),
+        slow=slow,
+        backbone=str(repo / "models" / "pretrained.pt"),
+    )
+    for rank in (0, 1):
+        node = root / f"node{rank}"
+        node.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2")
+        env |= {"RANK": str(rank), "LOCAL_RANK": "0", "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", script], cwd=node, env=env))
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen], timeout: float = 300) -> list[int]:
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("a node hung: the ranks did not resume from the same checkpoint")
+    return [p.returncode for p in procs]
+
+
+@pytest.mark.slow
+def test_killing_a_node_mid_run_then_restarting_both_gives_the_uninterrupted_weights(shards, tmp_path):
+    assert _wait(_nodes(tmp_path / "straight", shards, slow=False)) == [0, 0]
+
+    procs = _nodes(tmp_path / "killed", shards, slow=True)
+    ckpt = tmp_path / "killed" / "node0" / "run" / "m.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not ckpt.exists() and procs[0].poll() is None:
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGKILL)  # node 1 dies; node 0 fails or waits on it: stop it too
+    time.sleep(2)
+    procs[0].send_signal(signal.SIGKILL)
+    _wait(procs)
+    assert ckpt.exists() and not (tmp_path / "killed" / "node0" / "run" / "m.pt").exists(), "mid-run"
+    assert not (tmp_path / "killed" / "node1" / "run" / "m.ckpt").exists(), "only rank 0 checkpoints"
+
+    assert _wait(_nodes(tmp_path / "killed", shards, slow=False)) == [0, 0]
+    a = _weights(tmp_path / "straight" / "node0" / "run" / "m.pt")
+    b = _weights(tmp_path / "killed" / "node0" / "run" / "m.pt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for run in ("straight", "killed"):
+        assert (tmp_path / run / "node0" / "run" / "log").is_dir(), "rank 0 logs"
+        assert not (tmp_path / run / "node1" / "run").exists(), "rank 1 writes nothing"

@@ -145,6 +145,7 @@ def test_training_set_maps_to_the_union_and_pads_crops_with_ignore(tmp_path):
     data = TrainSet([tmp_path / "shards"], union, crop=(64, 64), scale=(0.5, 0.5))
     image, label, dataset_id = data[(1, 123)]
     assert image.shape == (3, 64, 64) and label.shape == (64, 64) and dataset_id == 0
+    assert image.dtype == label.dtype == torch.uint8, "a quarter of the bytes; normalised on the device"
     values = set(label.unique().tolist())
     assert values <= {0, 2, 3, IGNORE} and IGNORE in values, "classes mapped by name; padding is ignore"
     again = data[(1, 123)]
@@ -215,6 +216,28 @@ def test_canonical_layout_shards_keep_their_bytes(tmp_path):
             h.update(f.name.encode())
             h.update(f.read_bytes())
     assert h.hexdigest() == CANONICAL_SHARDS_SHA256
+
+
+def test_jpeg_image_format_stores_training_images_as_jpeg_and_nothing_else(tmp_path):
+    """shard.image_format: jpeg re-encodes the train split's PNG images (quality 95: close to a smooth
+    source); labels, world maps and the other splits are the bytes that "source" stores."""
+    raw = _canonical_fixture(tmp_path / "raw")
+    y, x = np.mgrid[0:30, 0:40]
+    smooth = np.stack([x * 6, y * 8, (x + y) * 3], -1).astype(np.uint8)
+    for k in range(3):  # smooth train images: JPEG's error on them says what it is on photographs
+        Image.fromarray(smooth // 2 + k * 20).save(raw / "train" / f"s{k}.png")
+    write_shards(raw, tmp_path / "src", 30, progress=False)
+    write_shards(raw, tmp_path / "jpg", 30, progress=False, image_format="jpeg")
+    source, jpeg = ShardReader(tmp_path / "src"), ShardReader(tmp_path / "jpg")
+    for i in range(len(source)):
+        a, b = source.read_raw(i), jpeg.read_raw(i)
+        assert a["label"] == b["label"] and a["world"] == b["world"]
+        if source.manifest.iloc[i]["split"] == "train":
+            assert a["image"][:4] == b"\x89PNG" and b["image"][:2] == b"\xff\xd8", "PNG source -> JPEG"
+            diff = np.abs(source.read(i).image.astype(int) - jpeg.read(i).image.astype(int))
+            assert diff.mean() < 1.5, f"quality 95: {diff.mean():.2f} grey levels from the source"
+        else:
+            assert a["image"] == b["image"], "val keeps its bytes"
 
 
 # --- real data read in place ----------------------------------------------------------------------

@@ -22,7 +22,9 @@ from uniseg.transforms import eval_image, to_tv, train_transform
 
 
 class TrainSet(Dataset):
-    """Items: (image float [3, h, w], label int64 [h, w] union indices / 255, dataset id int)."""
+    """Items: (image uint8 [3, h, w], label uint8 [h, w] union indices / 255, dataset id int). The
+    batch is normalised on the device (transforms.normalise_batch); the labels are valid by construction
+    (the label-space -> union table maps every byte value to a union index or 255)."""
 
     def __init__(
         self,
@@ -31,13 +33,11 @@ class TrainSet(Dataset):
         crop: tuple[int, int],
         scale: tuple[float, float],
         split: str = "train",
+        resize: str = "image",
     ):
         self.readers = [ShardReader(d) for d in shard_dirs]
         self.union = list(union)
-        self.luts = [
-            torch.from_numpy(space_to_union_lut(r.meta.classes, self.union).astype(np.int64))
-            for r in self.readers
-        ]
+        self.luts = [torch.from_numpy(space_to_union_lut(r.meta.classes, self.union)) for r in self.readers]
         self.items: list[tuple[int, int]] = []  # (dataset id, manifest row)
         self.transforms = []
         for d, reader in enumerate(self.readers):
@@ -46,7 +46,7 @@ class TrainSet(Dataset):
                 raise DataError(f"{reader.directory}: no '{split}' samples to train on")
             self.items += [(d, r) for r in rows]
             short = int(reader.manifest[["height", "width"]].min(axis=1).median())
-            self.transforms.append(train_transform(short, crop, scale))
+            self.transforms.append(train_transform(short, crop, scale, resize))
 
     def __len__(self) -> int:
         return len(self.items)

@@ -24,7 +24,6 @@ from uniseg.distributed import setup_distributed
 from uniseg.errors import UserError
 from uniseg.losses import (
     build_loss,
-    check_labels,
     dataset_masks,
     loss_spec,
     normalise_loss,
@@ -35,6 +34,7 @@ from uniseg.models import ModelInfo, build_model, flush_denormals, read_model_fi
 from uniseg.params import ModelParams, Params, TrainParams
 from uniseg.taxonomy import union
 from uniseg.trainlog import TrainLog, poly
+from uniseg.transforms import normalise_batch
 
 
 @dataclass
@@ -138,12 +138,14 @@ def _input_digest(job: TrainJob) -> str:
     return h.hexdigest()
 
 
-def _make_optimizer(model: nn.Module, train: TrainParams):
+def _make_optimizer(model: nn.Module, train: TrainParams, device: torch.device):
+    """SGD or AdamW; on CUDA the fused implementation (one kernel for all parameters)."""
+    fused = {"fused": True} if device.type == "cuda" else {}
     if train.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+            model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay, **fused
         )
-    return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, **fused)
 
 
 def _init_from(model: nn.Module, path: Path, union: list[str]) -> None:
@@ -179,7 +181,8 @@ def _loss_for(job: TrainJob, device: torch.device):
 
 def _loader_for(job: TrainJob, rank: int, world: int, device: torch.device):
     """(loader, its sampler, samples per process and step)."""
-    dataset = TrainSet(job.shard_dirs, job.union, tuple(job.train.crop), tuple(job.train.scale))
+    t = job.train
+    dataset = TrainSet(job.shard_dirs, job.union, tuple(t.crop), tuple(t.scale), resize=t.resize)
     if job.train.batch_size % world:
         raise UserError(f"train.batch_size {job.train.batch_size} is not divisible by train.devices {world}")
     per_rank = job.train.batch_size // world
@@ -214,56 +217,76 @@ def _log_for(job: TrainJob, start: int, progress: bool) -> TrainLog:
     )
 
 
-def train_step(net, loss_fn, optimizer, scheduler, batch, device: torch.device, amp: bool, iteration: int):
-    """One optimisation step on (images, labels, dataset ids); returns the loss (a 0-d tensor)."""
+def train_step(net, loss_fn, optimizer, scheduler, batch, device: torch.device, amp: bool):
+    """One optimisation step on (images uint8, labels uint8, dataset ids); returns the loss as a 0-d
+    tensor on the device. Nothing here waits for the device: the host reads the loss only where the loop
+    checks it (`_check_finite`)."""
     images, labels, dataset_ids = (t.to(device, non_blocking=True) for t in batch)
+    images = normalise_batch(images)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         logits = net(images)
-    check_labels(labels, logits.shape[1])
-    loss = normalise_loss(*loss_fn(logits, labels, dataset_ids))
-    if not torch.isfinite(loss):
-        raise UserError(
-            f"loss is {loss.item()} at iteration {iteration + 1}; lower the learning rate "
-            f"(currently {scheduler.get_last_lr()[0]:.3g}) or check the data"
-        )
+    loss = normalise_loss(*loss_fn(logits, labels.long(), dataset_ids))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     scheduler.step()
-    return loss
+    return loss.detach()
+
+
+def _check_finite(window: torch.Tensor, first: int, last: int, lr: float) -> float:
+    """The summed loss of iterations first..last (float64 on the device), read by the host: once per
+    logging window and at each checkpoint, so a non-finite loss stops the run before it is logged or
+    saved."""
+    total = float(window)
+    if not math.isfinite(total):
+        where = f"iteration {last}" if first == last else f"iterations {first}-{last}"
+        raise UserError(
+            f"loss is {total} at {where}; lower the learning rate (currently {lr:.3g}) or check the data"
+        )
+    return total
 
 
 def train_model(job: TrainJob, progress: bool = True) -> dict:
     """Train, checkpoint, resume; write the model file. Returns {"iterations", "seconds", "images",
-    "final_loss"}."""
+    "final_loss" (the mean over the last logging window)}."""
     rank, world, device = setup_distributed()
     flush_denormals()
     torch.manual_seed(job.seed)
     model = _model_for(job, world, device)
     loss_fn, offset = _loss_for(job, device)
     loader, sampler, per_rank = _loader_for(job, rank, world, device)
-    iters, every = job.train.iters, job.train.checkpoint_every
-    optimizer = _make_optimizer(model, job.train)
+    iters, every, log_every = job.train.iters, job.train.checkpoint_every, job.train.log_every
+    optimizer = _make_optimizer(model, job.train, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly(iters, job.train.poly_power))
     state, fingerprint = (model, optimizer, scheduler), job.fingerprint()
-    iteration, epoch, position = restore(job.checkpoint_path, fingerprint, *state, iters, rank)
+    iteration, epoch, position = restore(job.checkpoint_path, fingerprint, *state, iters, rank, world)
     net = wrap(model, world, device, job.train.compile)
     log = _log_for(job, iteration, progress) if rank == 0 else None
     amp = job.train.amp and device.type == "cuda"
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # static crops: pick the fastest kernels once
     start, seen, last_loss = time.perf_counter(), 0, math.nan
+    # The losses since the last logging window, summed on the device (float64: the host's sum of them).
+    window, first = torch.zeros((), dtype=torch.float64, device=device), iteration + 1
     model.train()
     while iteration < iters:
         sampler.set_epoch(epoch, position)
         for batch in loader:
-            loss = train_step(net, loss_fn, optimizer, scheduler, batch, device, amp, iteration)
+            lr = scheduler.get_last_lr()[0]
+            window += train_step(net, loss_fn, optimizer, scheduler, batch, device, amp)
             # Samples of this process consumed in the epoch (the sampler skips them on resume).
             iteration, position, seen = iteration + 1, position + per_rank, seen + len(batch[0]) * world
-            last_loss = loss.item()
-            if log is not None:
-                log.update(iteration, last_loss, scheduler.get_last_lr()[0])
-            if rank == 0 and (iteration % every == 0 or iteration == iters):
+            logging = iteration % log_every == 0 or iteration == iters
+            saving = iteration % every == 0 or iteration == iters
+            if logging or saving:  # the only places where the host waits for the device
+                total = _check_finite(window, first, iteration, lr)
+            if logging:
+                count, last_loss = iteration - first + 1, total / (iteration - first + 1)
+                if log is not None:
+                    log.update(iteration, total, scheduler.get_last_lr()[0], count)
+                window, first = torch.zeros_like(window), iteration + 1
+            if rank == 0 and saving:
                 save_checkpoint(job.checkpoint_path, fingerprint, *state, (iteration, epoch, position))
             if iteration >= iters:
                 break

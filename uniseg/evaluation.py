@@ -288,7 +288,7 @@ def _score_set(model, info, p, shards: Path, scorers: dict, device, progress: st
     dataset = EvalSet(shards, "val", p.evaluate.height)
     bar = tqdm(total=len(dataset), desc=f"{progress}: {shards.name}", disable=not progress, leave=False)
 
-    def batches(loader=make_eval_loader(dataset, p.evaluate.batch_size)):
+    def batches(loader=make_eval_loader(dataset, p.evaluate.batch_size, p.evaluate.workers)):
         for batch in iter_batches(loader):
             yield batch
             bar.update(len(batch[0]))

@@ -51,16 +51,6 @@ def loss_spec(name: str) -> LossSpec:
     return LOSSES[name]
 
 
-def check_labels(labels: torch.Tensor, num_classes: int) -> None:
-    """Labels must be union indices in [0, K) or 255; anything else is a data error, not a silent NaN."""
-    bad = (labels != IGNORE) & ((labels < 0) | (labels >= num_classes))
-    if bool(bad.any()):
-        value = int(labels[bad][0])
-        raise DataError(
-            f"label value {value} is outside the union [0, {num_classes}) and is not 255 (ignore)"
-        )
-
-
 def _valid_and_safe(labels: torch.Tensor):
     valid = labels != IGNORE
     return valid, torch.where(valid, labels, torch.zeros_like(labels))

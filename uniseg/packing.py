@@ -48,10 +48,13 @@ def _resize_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+JPEG_QUALITY = 95  # shard.image_format: jpeg (and JPEG sources that are resized)
+
+
 def _encode(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     if fmt == "JPEG":
-        img.save(buf, format="JPEG", quality=95)
+        img.save(buf, format="JPEG", quality=JPEG_QUALITY)
     else:
         img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
@@ -64,6 +67,7 @@ class _Job:
     num_classes: int
     dataset: str | None = None  # real data: convert labels from this dataset's official encoding
     resize_label: bool = True  # False: keep the label at its original resolution (real test sets)
+    jpeg: bool = False  # store the image as JPEG whatever the source's codec (training images)
 
 
 def _check_unchanged(files: SourceFiles, dataset: str) -> None:
@@ -107,23 +111,28 @@ def _process(job: _Job) -> tuple[dict | None, str | None, bool]:
             )
         size = _resize_size(*image.size, short_side)
         label_size = size if job.resize_label else label.size
-        if size == image.size and job.dataset is None:
-            image_bytes = files.image.read_bytes()  # already at the target size: keep the exact bytes
-            label_bytes = files.label.read_bytes()
-            world_bytes = files.world.read_bytes() if world is not None else None
-        else:
-            fmt = "JPEG" if files.image.suffix.lower() in (".jpg", ".jpeg") else "PNG"
-            # Image: antialiased bilinear (PIL filters the source when shrinking); labels: nearest.
-            if size == image.size:
-                image_bytes = files.image.read_bytes()
-            else:
-                image_bytes = _encode(image.resize(size, Image.Resampling.BILINEAR), fmt)
+        is_jpeg = files.image.suffix.lower() in (".jpg", ".jpeg")
+        fmt = "JPEG" if job.jpeg or is_jpeg else "PNG"
+        if size == image.size and (fmt == "JPEG") == is_jpeg:
+            image_bytes = files.image.read_bytes()  # already at the target size and codec: the exact bytes
+        else:  # antialiased bilinear (PIL filters the source when shrinking)
+            image_bytes = _encode(
+                image if size == image.size else image.resize(size, Image.Resampling.BILINEAR), fmt
+            )
+        if label_size == label.size and job.dataset is None:
+            label_bytes = files.label.read_bytes()  # canonical layout: label-space indices already
+        else:  # labels: nearest
             if label_size != label.size:
                 label = label.resize(label_size, Image.Resampling.NEAREST)
-            values = np.asarray(label)
             label_bytes = _encode(label, "PNG")
+        values = np.asarray(label)
+        world_bytes = None
+        if world is not None:
+            same = world.size == size
             world_bytes = (
-                _encode(world.resize(size, Image.Resampling.NEAREST), "PNG") if world is not None else None
+                files.world.read_bytes()
+                if same
+                else _encode(world.resize(size, Image.Resampling.NEAREST), "PNG")
             )
         pixels = np.bincount(np.minimum(values.ravel(), num_classes), minlength=num_classes + 1)
         record = {
@@ -148,10 +157,12 @@ def write_shards(
     workers: int = 1,
     skip_corrupt: bool = False,
     progress: bool = True,
+    image_format: str = "source",
 ) -> dict:
     """Resize every split of the dataset at `raw_dir` (canonical layout, or a real dataset's index;
-    shorter side = `short_side`) into shards under `out_dir`, atomically. Returns {"images": n,
-    "shards": n, "skipped": [...]}."""
+    shorter side = `short_side`) into shards under `out_dir`, atomically; `image_format` "jpeg" stores
+    the train split's images as JPEG (shard.image_format). Returns {"images": n, "shards": n,
+    "skipped": [...]}."""
     from tqdm import tqdm
 
     meta = read_meta(raw_dir)
@@ -177,7 +188,7 @@ def write_shards(
         pool = ctx.Pool(workers) if ctx else None
         try:
             for split, samples in splits.items():
-                jobs = [_Job(f, **job) for f in samples]
+                jobs = [_Job(f, **job, jpeg=image_format == "jpeg" and split == "train") for f in samples]
                 # Small chunks keep every worker busy to the end.
                 chunk = max(1, min(8, len(jobs) // (4 * workers)))
                 results = pool.imap(_process, jobs, chunksize=chunk) if pool else map(_process, jobs)

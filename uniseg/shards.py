@@ -92,7 +92,9 @@ class ShardWriter:
 
 
 def _decode(data: bytes, mode: str) -> np.ndarray:
-    return np.array(Image.open(io.BytesIO(data)).convert(mode))
+    image = Image.open(io.BytesIO(data))
+    # convert() to the mode the image already has would only copy it (2 ms for a 1080p RGB image).
+    return np.array(image if image.mode == mode else image.convert(mode))
 
 
 class ShardReader:

@@ -25,7 +25,9 @@ def duration(seconds: float) -> str:
 
 
 class TrainLog:
-    """Progress of one training run, fed once per iteration with `update(iteration, loss, lr)`.
+    """Progress of one training run, fed with `update(iteration, loss, lr, count)`: the summed loss of
+    the `count` iterations up to `iteration` (once per iteration, or once per window: the engine reads
+    its losses from the device only where it logs).
 
     Every `every` iterations (and at the last) the window's mean loss, the learning rate and the speed go
     to dvclive when `live_dir` is given, and to `echo` as one line unless a progress bar is shown (`bar`
@@ -60,9 +62,9 @@ class TrainLog:
     def _reset(self, now: float) -> None:
         self.loss_sum, self.n, self.since = 0.0, 0, now
 
-    def update(self, iteration: int, loss: float, lr: float) -> None:
-        self.loss_sum, self.n = self.loss_sum + loss, self.n + 1
-        self.bar.update(1)
+    def update(self, iteration: int, loss: float, lr: float, count: int = 1) -> None:
+        self.loss_sum, self.n = self.loss_sum + loss, self.n + count
+        self.bar.update(count)
         if iteration % self.every and iteration != self.iters:
             return
         now = time.perf_counter()

@@ -27,7 +27,12 @@ PRESENTATION = ("uniseg/report", "uniseg/colours.py", "uniseg/datasets/preview.p
 # so it is left out of a training fingerprint; the evaluation fingerprint covers it.
 REPORTING = ("uniseg/scores.py",)
 # Params that change how a run is executed or reported, not what it computes.
-NOT_COMPUTATION = {"train": {"workers", "checkpoint_every", "log_every"}, "shard": {"workers"}}
+NOT_COMPUTATION = {
+    "train": {"workers", "checkpoint_every", "log_every"},
+    "shard": {"workers"},
+    "mine": {"workers"},
+    "evaluate": {"workers"},
+}
 
 
 def compute_device(threads: int | None = None) -> str:
