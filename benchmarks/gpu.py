@@ -76,23 +76,15 @@ def engine_speed(
     """The training stage's images/s over `steps` warm steps (a run of warm + steps minus one of warm:
     worker start and first batches cancel) on Cityscapes-layout 1080p shards in the paper's profile,
     beside the bare loop's on random batches with the same classes (19)."""
-    from benchmarks.real_scale import _cityscapes_sources
-    from uniseg.datasets.real import ingest
-    from uniseg.engine import TrainJob, train_model
+    from benchmarks.real_scale import cityscapes_raw, engine_seconds
     from uniseg.packing import write_shards
     from uniseg.params import load_params
 
     root = Path(__file__).resolve().parents[1]
-    if not (tmp / "shards" / "cityscapes" / "manifest.parquet").is_file():
-        src = tmp / "src"
-        _cityscapes_sources(src, images, "train")
-        _cityscapes_sources(src, 1, "val")
-        (src / "splits").mkdir(exist_ok=True)
-        (src / "splits" / "val.txt").write_text("city/city_000000_000019\n")
-        ingest("cityscapes", src, tmp / "raw")
-        write_shards(
-            tmp / "raw", tmp / "shards" / "cityscapes", 1080, 64, 8, progress=False, image_format="jpeg"
-        )
+    shards = tmp / "shards"
+    if not (shards / "cityscapes" / "manifest.parquet").is_file():
+        raw = cityscapes_raw(tmp, images)
+        write_shards(raw, shards / "cityscapes", 1080, 64, 8, progress=False, image_format="jpeg")
     p = load_params(root / "params.paper.yaml")
     train = p.train.model_copy(
         update={
@@ -110,18 +102,7 @@ def engine_speed(
         }
     )
 
-    def run(iters: int) -> float:
-        out = tmp / f"engine-{iters}"
-        job = TrainJob.from_params(
-            p.model_copy(update={"train": train.model_copy(update={"iters": iters})}),
-            tmp / "shards",
-            out / "m.pt",
-            log_dir=out / "log",
-        )
-        job.checkpoint_path.unlink(missing_ok=True)
-        return train_model(job, progress=False)["seconds"]
-
-    seconds = (run(warm + steps) - run(warm)) / steps
+    seconds = (engine_seconds(p, shards, tmp, warm + steps) - engine_seconds(p, shards, tmp, warm)) / steps
     bare = train_speed(backbone, crop, batch, p.train.amp, k=19)
     engine = batch / seconds
     return {

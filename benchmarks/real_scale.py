@@ -60,6 +60,36 @@ def _cityscapes_sources(root: Path, n: int, split: str = "val") -> None:
         Image.fromarray(label).save(label_dir / f"city_{k:06d}_000019_gtFine_labelIds.png")
 
 
+def cityscapes_raw(tmp: Path, n: int) -> Path:
+    """n generated Cityscapes-layout training samples (and one val sample: ingestion checks the whole
+    official layout), indexed under tmp/raw; returns tmp/raw. The sources stay in tmp/cityscapes."""
+    from uniseg.datasets.real import ingest
+
+    src = tmp / "cityscapes"
+    _cityscapes_sources(src, n, "train")
+    _cityscapes_sources(src, 1, "val")
+    (src / "splits").mkdir(exist_ok=True)
+    (src / "splits" / "val.txt").write_text("city/city_000000_000019\n")
+    ingest("cityscapes", src, tmp / "raw")
+    return tmp / "raw"
+
+
+def engine_seconds(p, shards: Path, out: Path, iters: int) -> float:
+    """`engine.train_model`'s loop time for a fresh run of `iters` iterations of params `p` (never a
+    resumed one) on the shards under `shards`, writing under `out/engine-<iters>`."""
+    from uniseg.engine import TrainJob, train_model
+
+    run = out / f"engine-{iters}"
+    job = TrainJob.from_params(
+        p.model_copy(update={"train": p.train.model_copy(update={"iters": iters})}),
+        shards,
+        run / "m.pt",
+        log_dir=run / "log",
+    )
+    job.checkpoint_path.unlink(missing_ok=True)
+    return train_model(job, progress=False)["seconds"]
+
+
 class ReferenceDataset(torch.utils.data.Dataset):
     """The torchvision segmentation references' way: per sample, open the source PNGs with PIL, convert
     the labels, then RandomResize (of the whole image), RandomCrop, flip, ToDtype and Normalize."""
@@ -127,21 +157,15 @@ def _gpu_training_rate() -> float | None:
 
 def bench_loader_1080p(tmp: Path, n: int = 12, rounds: int = 3) -> dict:
     from uniseg.data import TrainSet
-    from uniseg.datasets.real import ingest
     from uniseg.packing import write_shards
     from uniseg.taxonomy import label_space
 
-    src = tmp / "cityscapes"
-    _cityscapes_sources(src, n, "train")
-    _cityscapes_sources(src, 1, "val")  # ingestion checks the whole official layout: train and val
-    (src / "splits").mkdir()
-    (src / "splits" / "val.txt").write_text("city/city_000000_000019\n")
-    ingest("cityscapes", src, tmp / "raw")
+    raw, src = cityscapes_raw(tmp, n), tmp / "cityscapes"
     union = label_space("cityscapes")
     out, per = {}, {}
     for fmt in ("source", "jpeg"):
         shards = tmp / f"shards-{fmt}"
-        write_shards(tmp / "raw", shards, 1080, 64, 1, progress=False, image_format=fmt)
+        write_shards(raw, shards, 1080, 64, 1, progress=False, image_format=fmt)
         size = sum(f.stat().st_size for f in shards.glob("train-*.arrow"))
         out[f"loader.shard_kib_per_image.{'png' if fmt == 'source' else 'jpeg'}"] = round(size / n / 1024)
         for resize in ("image", "window"):
@@ -207,7 +231,7 @@ def bench_train_overhead(tmp: Path, steady: int = 100, warm: int = 10, rounds: i
     after `warm` untimed ones. Rounds interleave the three runs; medians are compared."""
     from uniseg.data import TrainSet, make_train_loader
     from uniseg.datasets.synthetic import generate_dataset
-    from uniseg.engine import TrainJob, train_model
+    from uniseg.engine import TrainJob
     from uniseg.losses import build_loss, dataset_masks, normalise_loss, sigmoid_prior
     from uniseg.models import build_model
     from uniseg.packing import write_shards
@@ -221,17 +245,6 @@ def bench_train_overhead(tmp: Path, steady: int = 100, warm: int = 10, rounds: i
         write_shards(tmp / "raw" / name, tmp / "shards" / name, p.shard.short_side, progress=False)
     p = p.model_copy(update={"model": p.model.model_copy(update={"pretrained": "none"})})
     train = p.train
-
-    def engine(iters: int) -> float:
-        run = tmp / f"engine-{iters}"
-        job = TrainJob.from_params(
-            p.model_copy(update={"train": train.model_copy(update={"iters": iters})}),
-            tmp / "shards",
-            run / "m.pt",
-            log_dir=run / "log",
-        )
-        job.checkpoint_path.unlink(missing_ok=True)  # a fresh run each round, never a resumed one
-        return train_model(job, progress=False)["seconds"]
 
     job = TrainJob.from_params(p, tmp / "shards", tmp / "unused.pt")
 
@@ -264,7 +277,7 @@ def bench_train_overhead(tmp: Path, steady: int = 100, warm: int = 10, rounds: i
 
     stage, loop = [], []
     for _ in range(rounds):
-        short, long = engine(warm), engine(warm + steady)
+        short, long = (engine_seconds(p, tmp / "shards", tmp, n) for n in (warm, warm + steady))
         stage.append((long - short) / steady)
         loop.append(bare() / steady)
     ratios = sorted(e / b for e, b in zip(stage, loop, strict=True))

@@ -127,13 +127,10 @@ def _process(job: _Job) -> tuple[dict | None, str | None, bool]:
             label_bytes = _encode(label, "PNG")
         values = np.asarray(label)
         world_bytes = None
-        if world is not None:
-            same = world.size == size
-            world_bytes = (
-                files.world.read_bytes()
-                if same
-                else _encode(world.resize(size, Image.Resampling.NEAREST), "PNG")
-            )
+        if world is not None and world.size == size:
+            world_bytes = files.world.read_bytes()
+        elif world is not None:
+            world_bytes = _encode(world.resize(size, Image.Resampling.NEAREST), "PNG")
         pixels = np.bincount(np.minimum(values.ravel(), num_classes), minlength=num_classes + 1)
         record = {
             "key": files.key,
