@@ -22,8 +22,8 @@ import torch
 
 
 def _setup(backbone: str, k: int, classifier: str, loss_name: str, offset: float):
-    from uniseg.losses import build_loss
-    from uniseg.models import build_model
+    from uniseg.model.losses import build_loss
+    from uniseg.model.segmodel import build_model
 
     model = build_model(backbone, classifier, k).cuda().to(memory_format=torch.channels_last)
     masks = torch.ones(4, k, dtype=torch.bool)
@@ -36,7 +36,7 @@ def train_speed(
     backbone, crop, batch, amp, loss_name="nullbce", k=70, steps=20, warmup=5, compile_=False
 ) -> dict:
     """images/s and peak memory of forward + loss + backward + SGD step."""
-    from uniseg.losses import normalise_loss
+    from uniseg.model.losses import normalise_loss
 
     torch.manual_seed(0)
     model, loss_fn = _setup(backbone, k, "cosine", loss_name, -4.2 if loss_name != "ce" else 0.0)
@@ -77,8 +77,8 @@ def engine_speed(
     worker start and first batches cancel) on Cityscapes-layout 1080p shards in the paper's profile,
     beside the bare loop's on random batches with the same classes (19)."""
     from benchmarks.real_scale import cityscapes_raw, engine_seconds
-    from uniseg.packing import write_shards
     from uniseg.params import load_params
+    from uniseg.shards.packing import write_shards
 
     root = Path(__file__).resolve().parents[1]
     shards = tmp / "shards"
@@ -118,7 +118,7 @@ def profile_steps(out_dir: Path, backbone="hrnet_w48", crop=(713, 713), batch=8,
     time per step, operators per step; the Chrome trace is written beside the results."""
     from torch.profiler import ProfilerActivity, profile
 
-    from uniseg.losses import normalise_loss
+    from uniseg.model.losses import normalise_loss
 
     torch.manual_seed(0)
     model, loss_fn = _setup(backbone, k, "cosine", "nullbce", -4.2)
@@ -164,7 +164,7 @@ def profile_steps(out_dir: Path, backbone="hrnet_w48", crop=(713, 713), batch=8,
 def loss_ratios(k=70, batch=8, crop=(713, 713), rounds=20) -> dict:
     """Forward + backward of each loss on the same logits, over softmax CE (as benchmarks/run.py on CPU)."""
     from uniseg import taxonomy
-    from uniseg.losses import build_loss, dataset_masks, relation_targets
+    from uniseg.model.losses import build_loss, dataset_masks, relation_targets
 
     datasets = ["cityscapes", "bdd", "idd", "mapillary"]
     spaces = {d: taxonomy.label_space(d) for d in datasets}
@@ -201,8 +201,8 @@ def loss_ratios(k=70, batch=8, crop=(713, 713), rounds=20) -> dict:
 @torch.inference_mode()
 def eval_1080p(backbone="hrnet_w18_small", k=70) -> dict:
     """Scoring one 1920x1080 image in a 19-class label space: seconds and peak GPU memory (ScoreMaps)."""
-    from uniseg.models import ModelInfo, build_model
-    from uniseg.protocols import ScoreMaps, make_target
+    from uniseg.evaluate.protocols import ScoreMaps, make_target
+    from uniseg.model.segmodel import ModelInfo, build_model
 
     union = [f"c{i}" for i in range(k)]
     model = build_model(backbone, "cosine", k).cuda().eval()
@@ -224,8 +224,8 @@ def eval_1080p(backbone="hrnet_w18_small", k=70) -> dict:
 @torch.inference_mode()
 def mine_1080p(backbone="hrnet_w18_small", k=70) -> dict:
     """Mining (eq. 7) over one 1920x1080 image with 70 classes: seconds and peak GPU memory."""
-    from uniseg.models import build_model
-    from uniseg.relations import mine_similarities
+    from uniseg.model.segmodel import build_model
+    from uniseg.relations.mining import mine_similarities
 
     model = build_model(backbone, "cosine", k).cuda().eval()
     x = torch.randn(1, 3, 1080, 1920, device="cuda")

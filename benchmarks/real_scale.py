@@ -77,7 +77,7 @@ def cityscapes_raw(tmp: Path, n: int) -> Path:
 def engine_seconds(p, shards: Path, out: Path, iters: int) -> float:
     """`engine.train_model`'s loop time for a fresh run of `iters` iterations of params `p` (never a
     resumed one) on the shards under `shards`, writing under `out/engine-<iters>`."""
-    from uniseg.engine import TrainJob, train_model
+    from uniseg.train.engine import TrainJob, train_model
 
     run = out / f"engine-{iters}"
     job = TrainJob.from_params(
@@ -98,8 +98,8 @@ class ReferenceDataset(torch.utils.data.Dataset):
         from torchvision.transforms import v2
 
         from uniseg import taxonomy
-        from uniseg.backbones import MEAN, STD
-        from uniseg.transforms import train_transform
+        from uniseg.model.backbones import MEAN, STD
+        from uniseg.train.transforms import train_transform
 
         self.images = sorted((root / "leftImg8bit" / "train").rglob("*_leftImg8bit.png"))
         self.lut = taxonomy.raw_lut("cityscapes")
@@ -116,7 +116,7 @@ class ReferenceDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        from uniseg.transforms import to_tv
+        from uniseg.train.transforms import to_tv
 
         path = self.images[i]
         label_path = Path(
@@ -156,9 +156,9 @@ def _gpu_training_rate() -> float | None:
 
 
 def bench_loader_1080p(tmp: Path, n: int = 12, rounds: int = 3) -> dict:
-    from uniseg.data import TrainSet
-    from uniseg.packing import write_shards
+    from uniseg.shards.packing import write_shards
     from uniseg.taxonomy import label_space
+    from uniseg.train.loader import TrainSet
 
     raw, src = cityscapes_raw(tmp, n), tmp / "cityscapes"
     union = label_space("cityscapes")
@@ -191,17 +191,17 @@ def bench_loader_1080p(tmp: Path, n: int = 12, rounds: int = 3) -> dict:
 
 _PEAK = """
 import resource, sys, torch
-from uniseg.models import ModelInfo, build_model
+from uniseg.model.segmodel import ModelInfo, build_model
 torch.manual_seed(0)
 k = 70
 model = build_model("hrnet_w18_small", "cosine", k).eval()
 x = torch.randn(1, 3, 1080, 1920)
 with torch.inference_mode():
     if sys.argv[1] == "mine":
-        from uniseg.relations import mine_similarities
+        from uniseg.relations.mining import mine_similarities
         mine_similarities(model, [(x, torch.randint(0, k, (1, 1080, 1920)))], k)
     else:
-        from uniseg.protocols import ScoreMaps, make_target
+        from uniseg.evaluate.protocols import ScoreMaps, make_target
         union = [f"c{i}" for i in range(k)]
         info = ModelInfo(union, "hrnet_w18_small", "cosine", 20.0, "nullbce", offset=-4.2)
         ScoreMaps(model, info, x, (1080, 1920)).predict(make_target(union[:19], union), "merged")
@@ -229,14 +229,14 @@ def bench_train_overhead(tmp: Path, steady: int = 100, warm: int = 10, rounds: i
     of `warm` steps: what both spend starting the loader workers and building the first batches cancels,
     and what is left holds the real intervals' logging and checkpoints. The bare loop times its steps
     after `warm` untimed ones. Rounds interleave the three runs; medians are compared."""
-    from uniseg.data import TrainSet, make_train_loader
     from uniseg.datasets.synthetic import generate_dataset
-    from uniseg.engine import TrainJob
-    from uniseg.losses import build_loss, dataset_masks, normalise_loss, sigmoid_prior
-    from uniseg.models import build_model
-    from uniseg.packing import write_shards
+    from uniseg.model.inputs import normalise_batch
+    from uniseg.model.losses import build_loss, dataset_masks, normalise_loss, sigmoid_prior
+    from uniseg.model.segmodel import build_model
     from uniseg.params import load_params
-    from uniseg.transforms import normalise_batch
+    from uniseg.shards.packing import write_shards
+    from uniseg.train.engine import TrainJob
+    from uniseg.train.loader import TrainSet, make_train_loader
 
     p = load_params(ROOT / "params.yaml")
     synthetic = p.synthetic.model_copy(update={"train_images": 64, "val_images": 1})

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uniseg.data import EvalSet
+from uniseg.evaluate.protocols import make_target, model_probs, predict_labels, upsample
 from uniseg.metrics import confusion_matrix
-from uniseg.models import load_model_file
-from uniseg.protocols import make_target, model_probs, predict_labels, upsample
+from uniseg.model.evalset import EvalSet
+from uniseg.model.segmodel import load_model_file
 
 
 def per_image_confusions(model_path: Path, shards: Path, dataset: str, height: int) -> np.ndarray:

@@ -11,11 +11,11 @@ from pathlib import Path
 import typer
 
 from uniseg.errors import DataError, exit_on_user_error
-from uniseg.evaluation import evaluate_model
+from uniseg.evaluate.evaluation import evaluate_model
 from uniseg.fsio import atomic_dir
-from uniseg.models import load_model_file, resolve_device
+from uniseg.model.segmodel import load_model_file, resolve_device
 from uniseg.params import load_params
-from uniseg.relations import read_multilabels
+from uniseg.relations.mining import read_multilabels
 from uniseg.scores import GROUPS, Metrics, model_metrics, write_details, write_metrics
 
 app = typer.Typer(add_completion=False)

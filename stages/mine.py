@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from uniseg.data import EvalSet, iter_batches, make_eval_loader
 from uniseg.datasets.layout import read_spaces
 from uniseg.errors import DataError, exit_on_user_error
+from uniseg.model.evalset import EvalSet, iter_batches, make_eval_loader
 from uniseg.params import load_params
-from uniseg.relations import mine_similarities, similarity_table, write_similarity
+from uniseg.relations.mining import mine_similarities, similarity_table, write_similarity
 from uniseg.taxonomy import space_to_union_lut
 
 app = typer.Typer(add_completion=False)
@@ -28,7 +28,7 @@ def main(
 ) -> None:
     import torch
 
-    from uniseg.models import load_model_file, resolve_device
+    from uniseg.model.segmodel import load_model_file, resolve_device
 
     start = time.perf_counter()
     with exit_on_user_error():

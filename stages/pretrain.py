@@ -1,5 +1,5 @@
 """Stage pretrain: the backbone's stand-in for ImageNet — world classes (dense by default, or which ones a
-crop shows), on scenes rendered with random styles and a seed no dataset uses (uniseg/pretrain.py).
+crop shows), on scenes rendered with random styles and a seed no dataset uses (uniseg/train/pretrain.py).
 
 Its output, models/pretrained.pt (a backbone file, 6 MB for hrnet_w18_small), is committed to git, so
 a fresh clone does not pay for it; `model.pretrained` points to it by default."""
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import typer
 
-from uniseg.backbones import save_backbone_file
 from uniseg.errors import exit_on_user_error
 from uniseg.fsio import write_json
+from uniseg.model.backbones import save_backbone_file
 from uniseg.params import load_params
-from uniseg.pretrain import pretrain_backbone
+from uniseg.train.pretrain import pretrain_backbone
 
 app = typer.Typer(add_completion=False)
 

@@ -13,10 +13,9 @@ from uniseg.datasets.layout import read_spaces
 from uniseg.errors import DataError, exit_on_user_error
 from uniseg.fsio import write_text
 from uniseg.params import load_params
-from uniseg.relation_scores import assess_relations
-from uniseg.relations import choose_tau, derive_multilabels, read_similarity, write_multilabels
-from uniseg.report.figures import plot_similarity
-from uniseg.report.relations import relations_markdown
+from uniseg.relations.mining import choose_tau, derive_multilabels, read_similarity, write_multilabels
+from uniseg.relations.scores import assess_relations
+from uniseg.report.relations import plot_similarity, relations_markdown
 from uniseg.scores import write_relation_metrics
 
 app = typer.Typer(add_completion=False)

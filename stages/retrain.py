@@ -10,11 +10,11 @@ from pathlib import Path
 
 import typer
 
-from uniseg.distributed import relaunch_with_torchrun
-from uniseg.engine import TrainJob, train_model
 from uniseg.errors import exit_on_user_error
 from uniseg.params import load_params
-from uniseg.relations import read_multilabels, relation_triples
+from uniseg.relations.mining import read_multilabels, relation_triples
+from uniseg.train.distributed import relaunch_with_torchrun
+from uniseg.train.engine import TrainJob, train_model
 
 app = typer.Typer(add_completion=False)
 
@@ -42,10 +42,11 @@ def main(
             relations=relations,
             init_model=base if p.retrain.init == "base" else None,
             log_dir=log_dir,
+            stage="retrain",
         )
         result = train_model(job)
     typer.echo(
-        f"retrain crbce ({len(relations)} relations, init {p.retrain.init}): {result['iterations']} iterations "
+        f"retrain crbce ({len(relations)} relations, init {p.retrain.init}, {result['precision']}): {result['iterations']} iterations "
         f"in {result['seconds']:.0f}s, final loss {result['final_loss']:.4f} -> {out}"
     )
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from uniseg.errors import exit_on_user_error
-from uniseg.packing import write_shards
 from uniseg.params import load_params
+from uniseg.shards.packing import write_shards
 
 app = typer.Typer(add_completion=False)
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from fixed_logits import Fixed
 
-from uniseg.abstain import BINS, ConfidenceHistogram, NegativeScorer, WithNegatives, threshold
-from uniseg.models import ModelInfo
-from uniseg.protocols import ABSTAIN, ScoreMaps, Scorer, make_target
+from uniseg.evaluate.abstain import BINS, ConfidenceHistogram, NegativeScorer, WithNegatives, threshold
+from uniseg.evaluate.protocols import ABSTAIN, ScoreMaps, Scorer, make_target
+from uniseg.model.segmodel import ModelInfo
 
 UNION = ["car", "road", "sky"]
 

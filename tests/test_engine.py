@@ -16,12 +16,12 @@ import torch
 
 from uniseg.datasets.layout import read_spaces
 from uniseg.datasets.synthetic import generate_dataset
-from uniseg.engine import TrainJob, train_model
 from uniseg.errors import UserError
-from uniseg.models import load_model_file
-from uniseg.packing import write_shards
+from uniseg.model.segmodel import load_model_file
 from uniseg.params import ModelParams, Params, SyntheticParams, TrainParams
+from uniseg.shards.packing import write_shards
 from uniseg.taxonomy import union
+from uniseg.train.engine import TrainJob, train_model
 
 DATASETS = ["cityscapes", "mapillary"]
 
@@ -110,7 +110,7 @@ def test_nan_loss_stops_with_the_iteration_named(shards, tmp_path):
     job = _job(shards, tmp_path, iters=3)
     job = replace(job, model=ModelParams(backbone="hrnet_w18_small", classifier="linear"))
     job = replace(job, train=job.train.model_copy(update={"lr": 1.0, "momentum": 0.0}))
-    import uniseg.engine as engine
+    import uniseg.train.engine as engine
 
     real = engine.normalise_loss
     engine.normalise_loss = lambda total, count: real(total, count) * float("nan")
@@ -124,7 +124,7 @@ def test_nan_loss_stops_with_the_iteration_named(shards, tmp_path):
 def test_a_nan_inside_a_logging_window_stops_the_run_before_anything_is_saved(shards, tmp_path, monkeypatch):
     """The host reads the loss once per logging window (no synchronisation in the other steps): a NaN at
     iteration 2 is caught at the window's end, before the checkpoint of iteration 3 is written."""
-    import uniseg.engine as engine
+    import uniseg.train.engine as engine
 
     job = _job(shards, tmp_path, iters=6, log_every=3, checkpoint_every=3)
     real, calls = engine.normalise_loss, {"n": 0}
@@ -154,7 +154,7 @@ import torch
 torch.set_num_threads(1)  # the same reduction order as the uninterrupted run in the test process
 sys.path.insert(0, {tests!r})
 from test_engine import _job
-from uniseg.engine import train_model
+from uniseg.train.engine import train_model
 train_model(_job(Path({shards!r}), Path({out!r}), iters=2, devices=2, batch_size=4), progress=False)
 """
 
@@ -164,7 +164,7 @@ import torch
 import torch.distributed as dist
 sys.path.insert(0, {tests!r})
 from test_engine import _toy_problem
-from uniseg.losses import build_loss, normalise_loss
+from uniseg.model.losses import build_loss, normalise_loss
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
 model, masks, images, labels, ids = _toy_problem()
@@ -206,7 +206,7 @@ def test_ddp_loss_normalisation_gives_the_single_process_gradient(tmp_path):
     """2 processes (gloo) with half a batch each give exactly the gradient of 1 process with the
     whole batch, also when the processes see different numbers of valid pixels."""
 
-    from uniseg.losses import build_loss, normalise_loss
+    from uniseg.model.losses import build_loss, normalise_loss
 
     _torchrun(
         tmp_path / "grad.py",
@@ -245,7 +245,7 @@ import torch
 torch.set_num_threads(1)  # the same reduction order as the uninterrupted run in the test process
 sys.path.insert(0, {tests!r})
 from test_engine import _job
-from uniseg.engine import train_model
+from uniseg.train.engine import train_model
 real_step = torch.optim.SGD.step
 def slow_step(self, *args, **kwargs):
     time.sleep(0.4)  # slow enough to be killed mid-run
@@ -289,7 +289,7 @@ import torch
 torch.set_num_threads(1)  # the same reduction order in every run
 sys.path.insert(0, {tests!r})
 from test_engine import _job
-from uniseg.engine import train_model
+from uniseg.train.engine import train_model
 if {slow}:
     real_step = torch.optim.SGD.step
     def slow_step(self, *args, **kwargs):
@@ -364,3 +364,60 @@ def test_killing_a_node_mid_run_then_restarting_both_gives_the_uninterrupted_wei
     for run in ("straight", "killed"):
         assert (tmp_path / run / "node0" / "run" / "log").is_dir(), "rank 0 logs"
         assert not (tmp_path / run / "node1" / "run").exists(), "rank 1 writes nothing"
+
+
+def _backbone_file(path: Path, seed: int) -> Path:
+    """A pretrain-stage backbone file of hrnet_w18_small with weights drawn from `seed`."""
+    from uniseg.model.backbones import create_encoder, save_backbone_file
+
+    torch.manual_seed(seed)
+    save_backbone_file(path, create_encoder("hrnet_w18_small", "none"), "hrnet_w18_small", {"seed": seed})
+    return path
+
+
+def _pretrained_job(shards: Path, out: Path, pretrained: Path) -> TrainJob:
+    job = _job(shards, out, iters=2)
+    return replace(job, model=job.model.model_copy(update={"pretrained": str(pretrained)}))
+
+
+def test_a_finished_checkpoint_is_not_resumed_after_the_pretrained_weights_changed(
+    shards, tmp_path, one_thread
+):
+    """The stale-model bug: the finished checkpoint of a run must not stand in for a run whose initial
+    weights differ by content under the same path (the pretrain stage reran)."""
+    weights = _backbone_file(tmp_path / "pretrained.pt", seed=1)
+    train_model(_pretrained_job(shards, tmp_path / "run", weights), progress=False)
+    first = _weights(tmp_path / "run" / "m.pt")
+
+    _backbone_file(weights, seed=2)  # new content, same path
+    train_model(_pretrained_job(shards, tmp_path / "run", weights), progress=False)
+    train_model(_pretrained_job(shards, tmp_path / "fresh", weights), progress=False)
+    again, fresh = _weights(tmp_path / "run" / "m.pt"), _weights(tmp_path / "fresh" / "m.pt")
+    assert any(not torch.equal(first[k], again[k]) for k in first), "the old weights were written again"
+    for key in fresh:
+        assert torch.equal(again[key], fresh[key]), key
+
+
+def test_a_finished_checkpoint_is_not_resumed_after_the_schedule_code_changed(
+    shards, tmp_path, monkeypatch, capsys
+):
+    """The learning-rate schedule (train/trainlog.py) decides the model: a checkpoint written before it
+    changed is ignored (checked on a copy of the code, with one byte of the schedule's module changed)."""
+    from uniseg import identity
+
+    job = _job(shards, tmp_path, iters=2)
+    train_model(job, progress=False)
+    copy = tmp_path / "code"
+    for f in identity.code_files(identity.training_code("train", job.model.backbone)):
+        target = copy / f.relative_to(identity.ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.read_bytes())
+    monkeypatch.setattr(identity, "ROOT", copy)
+    capsys.readouterr()
+    train_model(job, progress=False)
+    assert "resuming" in capsys.readouterr().out  # the same code: the finished run is resumed
+    schedule = copy / "uniseg" / "train" / "trainlog.py"
+    schedule.write_bytes(schedule.read_bytes() + b"\n")
+    train_model(job, progress=False)
+    out = capsys.readouterr().out
+    assert "belongs to other settings" in out and "resuming" not in out

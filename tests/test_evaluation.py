@@ -7,9 +7,17 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from uniseg import IGNORE
 from uniseg.errors import UserError
-from uniseg.evaluation import merge_relations, plan_tasks, renamed_labels, world_labels
+from uniseg.evaluate.evaluation import plan_tasks
+from uniseg.evaluate.protocols import Scorer, make_target, model_probs, predict_labels
+from uniseg.evaluate.sources import (
+    RealSource,
+    SyntheticSource,
+    eval_source,
+    renamed_labels,
+    world_labels,
+    world_maps,
+)
 from uniseg.metrics import confusion_matrix, iou_per_class, mean_iou
-from uniseg.protocols import Scorer, make_target, model_probs, predict_labels
 from uniseg.scores import Metrics
 
 
@@ -110,9 +118,44 @@ def test_plan_covers_unseen_seen_cross_and_leave_one_out():
 
 
 def test_merge_relations_from_the_synthetic_ground_truth():
-    rows = merge_relations("synthetic", ["cityscapes", "mapillary"])
+    rows = eval_source("synthetic").relations(["cityscapes", "mapillary"])
     assert ("mapillary", "bicyclist", "rider") in rows
     assert all(len(r) == 3 for r in rows)
+
+
+def test_the_real_source_renames_by_names_and_offers_no_readout_nor_headroom():
+    import pandas as pd
+
+    source = eval_source(
+        "real", pd.DataFrame({"dataset": ["m"], "primary": ["bicyclist"], "secondary": ["rider"]})
+    )
+    assert isinstance(source, RealSource) and not source.reads_union
+    assert source.readout("cityscapes", ["road", "rider"], UNION, ["cityscapes", "mapillary"]) is None
+    assert source.headroom_classes(["cityscapes", "mapillary"], "kitti") is None
+    assert source.relations(["m"]) == [("m", "bicyclist", "rider")]
+    assert eval_source("real").relations(["m"]) == [], "no relabel table: no merged relations"
+    gt = source.cross_truth("b", ["road", "curb", "car"], ["car", "sidewalk", "road"])
+    assert gt(torch.tensor([[0, 1, 2]]), [], ["k"]).tolist() == [[2, IGNORE, 0]], "by shared names"
+    with pytest.raises(UserError, match="unknown"):
+        eval_source("imaginary")
+
+
+def test_the_synthetic_source_reads_the_world():
+    from uniseg.datasets.synthetic import WORLD_CLASSES, label_space, load_policy
+
+    source = eval_source("synthetic")
+    assert isinstance(source, SyntheticSource) and source.reads_union and source.readout_truth is world_maps
+    world = torch.tensor([[WORLD_CLASSES.index("bicyclist")]], dtype=torch.uint8)
+    labels = torch.zeros(1, 1, 1, dtype=torch.uint8)  # the own labels are not what cross truth reads
+    cs = load_policy("cityscapes").classes
+    gt = source.cross_truth("cityscapes", label_space("mapillary"), cs)(labels, [world], ["k"])
+    assert cs[int(gt[0, 0, 0])] == "rider", "Mapillary's bicyclist is Cityscapes' rider in the world"
+    train = ["cityscapes", "mapillary"]
+    union = sorted(set(cs) | set(label_space("mapillary")))
+    readout = source.readout("cityscapes", cs, union, train)
+    assert readout is not None and "bicyclist" in [w for _, w in readout.worlds]
+    headroom = source.headroom_classes(train, "kitti")  # the classes a true relation can move there
+    assert "rider" in headroom and set(headroom) <= set(label_space("kitti"))
 
 
 def test_sliding_window_equals_whole_image_for_a_pointwise_model():
@@ -120,7 +163,7 @@ def test_sliding_window_equals_whole_image_for_a_pointwise_model():
         def forward(self, x):
             return torch.cat([x[:, :1] * 2, -x[:, :1]], 1)
 
-    from uniseg.models import ModelInfo
+    from uniseg.model.segmodel import ModelInfo
 
     info = ModelInfo(["a", "b"], "hrnet_w18_small", "cosine", 20.0, "nullbce", offset=-1.0)
     x = torch.randn(1, 3, 40, 70)
@@ -168,11 +211,11 @@ def test_conflict_table_lists_the_largest_gaps_first():
 def test_a_kitti_shaped_image_is_scored_at_its_label_resolution(tmp_path):
     from PIL import Image
 
-    from uniseg.data import EvalSet, iter_batches, make_eval_loader
     from uniseg.datasets.layout import DatasetMeta, write_meta
-    from uniseg.evaluation import own_labels, score_images
-    from uniseg.models import ModelInfo
-    from uniseg.packing import write_shards
+    from uniseg.evaluate.evaluation import own_labels, score_images
+    from uniseg.model.evalset import EvalSet, iter_batches, make_eval_loader
+    from uniseg.model.segmodel import ModelInfo
+    from uniseg.shards.packing import write_shards
 
     raw = tmp_path / "raw"
     (raw / "val").mkdir(parents=True)
@@ -240,8 +283,8 @@ def test_confusion_matrix_counts_every_chunk_of_a_large_batch(dtype):
 def test_scoring_a_few_classes_at_a_time_predicts_as_the_full_maps(monkeypatch, loss):
     """Bounded memory at 1080p: ScoreMaps brings MAP_CHUNK classes at a time to label resolution; the
     predictions equal those from the probabilities of every class at once (restricted and merged)."""
-    import uniseg.protocols as protocols
-    from uniseg.models import ModelInfo, build_model
+    import uniseg.evaluate.protocols as protocols
+    from uniseg.model.segmodel import ModelInfo, build_model
 
     torch.manual_seed(3)
     union = [f"c{i}" for i in range(11)]

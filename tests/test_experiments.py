@@ -261,8 +261,8 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tiny_projec
 
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_result_and_a_rerun_completes_it(tiny_project):
-    result = tiny_project / "reports/seeds/world0/seed1-ce.json"
-    started = tiny_project / ".seeds/world0/seed1/ce.params.yaml"  # written as training starts
+    result = tiny_project / "reports/seeds/default/world0/seed1-ce.json"
+    started = tiny_project / ".seeds/default/world0/seed1/ce.params.yaml"  # written as training starts
     proc = subprocess.Popen(_seeds_command("--arm", "ce"), cwd=tiny_project, start_new_session=True)
     deadline = time.monotonic() + 300
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -293,7 +293,9 @@ def test_two_runners_on_the_same_folders_do_the_work_once(tiny_project):
         if "seed 1 ce-cosine:" in line
     )
     assert said == ["kept", "ran"], outputs
-    json.loads((tiny_project / "reports/seeds/world0/seed1-ce-cosine.json").read_text())  # whole and valid
+    json.loads(
+        (tiny_project / "reports/seeds/default/world0/seed1-ce-cosine.json").read_text()
+    )  # whole and valid
 
 
 def test_a_report_shows_the_headline_only_for_the_data_and_profile_it_was_made_from(tmp_path):
@@ -334,3 +336,19 @@ def test_the_negative_frames_are_summarised_and_paired():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "nullbce_minus_ce, paired (3 seeds)" and cells[2].startswith("+2.00 ["), cells
     assert cells[3].startswith("+21.00 ["), "the void share in its own column"
+
+
+def test_each_profile_has_its_own_results_and_headline():
+    """Profiles never overwrite each other: params.yaml is "default" (its headline is the one results.md
+    embeds), params.<name>.yaml is <name>, with its results and headline under reports/seeds/<name>/."""
+    import typer
+
+    from uniseg.experiments.__main__ import RESULTS, headline_path, profile_name
+
+    assert profile_name(Path("params.yaml")) == "default"
+    assert profile_name(Path("params.converged.yaml")) == "converged"
+    assert headline_path(Path("params.yaml")) == Path("reports/headline.json")
+    assert headline_path(Path("params.converged.yaml")) == RESULTS / "converged" / "headline.json"
+    for bad in ("converged.yaml", "params.a.b.yaml", "params..yaml"):
+        with pytest.raises(typer.BadParameter, match="params.<name>.yaml"):
+            profile_name(Path(bad))

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from uniseg import IGNORE
 from uniseg.errors import DataError, UserError
-from uniseg.losses import (
+from uniseg.model.losses import (
     LOSSES,
     NULL,
     POS,

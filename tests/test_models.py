@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uniseg.errors import UserError
-from uniseg.models import ModelInfo, build_model, load_model_file, save_model_file
+from uniseg.model.segmodel import ModelInfo, build_model, load_model_file, save_model_file
 from uniseg.names import BACKBONES, CLASSIFIERS
 
 

@@ -1,13 +1,16 @@
 """The torch-free lists of names (uniseg.names, what params.py validates against) match the registries
 that implement them, so a new loss or backbone cannot be valid in params.yaml and unknown to the code."""
 
+import importlib
 import inspect
 
 import pytest
 import torch
 
-from uniseg import losses, models, names
+from uniseg import names
 from uniseg.errors import UserError
+from uniseg.model import losses
+from uniseg.model import segmodel as models
 
 
 def test_the_loss_names_are_the_loss_registry():
@@ -57,3 +60,19 @@ def test_params_module_stays_torch_free():
     code = "import sys, uniseg.params; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_backbone_name_is_built_by_its_family_module_and_every_family_names_its_backbones():
+    from uniseg import identity
+    from uniseg.model import backbones
+
+    for name in names.BACKBONES:
+        assert name in backbones.family(name).NAMES, name
+    families = {identity.family(n) for n in names.BACKBONES}
+    listed = set()
+    for f in families:
+        module = importlib.import_module(f"uniseg.model.backbones.{f}")
+        listed |= set(module.NAMES)
+    assert listed == set(names.BACKBONES)
+    with pytest.raises(UserError, match="not one of"):
+        backbones.family("hrnet_w99")

@@ -41,6 +41,12 @@ def _imports(path: Path) -> set[str]:
     return {m for m in out if m.split(".")[0] in ("uniseg", "stages")}
 
 
+def _marker(path: Path) -> bool:
+    """A package's __init__.py that holds a docstring and nothing else."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return path.name == "__init__.py" and all(isinstance(n, ast.Expr) for n in body)
+
+
 def project_closure(entry: Path) -> set[Path]:
     """Every project source file reachable by imports from `entry` (packages include their __init__)."""
     seen: set[Path] = set()
@@ -74,8 +80,10 @@ def test_stage_declares_the_modules_it_imports(name):
     undeclared = []
     for path in sorted(project_closure(entry)):
         rel = path.relative_to(ROOT).as_posix()
-        if rel in ("uniseg/__init__.py", "uniseg/datasets/__init__.py", "stages/__init__.py"):
-            continue  # package markers: version and constants only
+        if rel in ("uniseg/__init__.py", "uniseg/datasets/__init__.py", "stages/__init__.py") or _marker(
+            path
+        ):
+            continue  # package markers: version and constants, or a docstring alone
         if not any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps):
             undeclared.append(rel)
     assert not undeclared, f"stage {name} imports modules not in its deps: {undeclared}"
@@ -145,3 +153,87 @@ def test_the_training_stages_depend_on_exactly_the_training_datasets_shards():
         assert shards == list(TRAINING_DATASETS), name
     evaluate = [d if isinstance(d, str) else next(iter(d)) for d in DVC["stages"]["evaluate"]["deps"]]
     assert "data/shards" in evaluate, "evaluation scores every dataset"
+
+
+def _code_deps(stage: str) -> set[Path]:
+    """The code files of a stage's deps in dvc.yaml (folders expanded)."""
+    from uniseg import identity
+
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in DVC["stages"][stage]["deps"]]
+    return set(identity.code_files([d for d in deps if d.startswith(("uniseg/", "stages/"))], ROOT))
+
+
+@pytest.mark.parametrize("stage", ["train", "retrain"])
+def test_the_training_stages_deps_are_the_declared_identity_of_a_model(stage):
+    """One declaration of what decides a model (uniseg/identity.py), used by the checkpoint and the seeds'
+    fingerprints: dvc.yaml's deps of the training stages are exactly it, over every backbone family."""
+    from uniseg import identity
+    from uniseg.names import BACKBONES
+
+    declared = {
+        f for name in BACKBONES for f in identity.code_files(identity.training_code(stage, name), ROOT)
+    }
+    declared |= set(identity.code_files(identity.NOT_IDENTITY, ROOT))
+    families = {p.stem for p in (ROOT / identity.BACKBONES).glob("*.py")} - {"__init__"}
+    assert families == {identity.family(name) for name in BACKBONES}, (
+        "a family module without names, or names without one"
+    )
+    deps = _code_deps(stage)
+    rel = lambda files: sorted(f.relative_to(ROOT).as_posix() for f in files)  # noqa: E731
+    assert not deps - declared, f"{stage}: in dvc.yaml, not in uniseg/identity.py: {rel(deps - declared)}"
+    assert not declared - deps, f"{stage}: in uniseg/identity.py, not in dvc.yaml: {rel(declared - deps)}"
+
+
+def test_a_model_identity_covers_its_own_backbone_family_only():
+    from uniseg import identity
+
+    code = identity.training_code("train", "hrnet_w18_small")
+    assert "uniseg/model/backbones/hrnet.py" in code
+    assert not [
+        c
+        for c in code
+        if c.startswith(identity.BACKBONES + "/") and c not in identity.backbone_code("hrnet_w18")
+    ]
+
+
+# The pipeline's steps, bottom up: a module imports its own step and those below it, never one above.
+STEPS = [
+    (
+        "uniseg/__init__.py",
+        "uniseg/errors.py",
+        "uniseg/fsio.py",
+        "uniseg/names.py",
+        "uniseg/params.py",
+        "uniseg/identity.py",
+        "uniseg/colours.py",
+        "uniseg/plotting.py",
+        "uniseg/metrics.py",
+        "uniseg/scores.py",
+    ),
+    ("uniseg/taxonomy/",),
+    ("uniseg/datasets/",),
+    ("uniseg/shards/",),
+    ("uniseg/model/",),
+    ("uniseg/train/",),
+    ("uniseg/relations/",),
+    ("uniseg/evaluate/",),
+    ("uniseg/predict/",),
+    ("uniseg/report/",),
+    ("uniseg/experiments/", "uniseg/cli.py"),
+]
+
+
+def _step(module: str) -> int:
+    found = [i for i, prefixes in enumerate(STEPS) if module.startswith(prefixes)]
+    assert found, f"{module} belongs to no step of tests/test_pipeline.py STEPS: place it"
+    return found[0]
+
+
+def test_no_module_imports_a_later_step_of_the_pipeline():
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in _library_graph().items()
+        for target in targets
+        if _step(target) > _step(module)
+    ]
+    assert not upward, "imports up the pipeline:\n" + "\n".join(sorted(upward))

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from uniseg.backbones import create_encoder, read_backbone_file, save_backbone_file
 from uniseg.datasets.synthetic.world import WORLD_CLASSES
+from uniseg.model.backbones import create_encoder, read_backbone_file, save_backbone_file
 from uniseg.params import PretrainParams
-from uniseg.pretrain import average_precision, presence, pretrain_backbone, render_set
+from uniseg.train.pretrain import average_precision, presence, pretrain_backbone, render_set
 
 
 def test_presence_counts_a_class_only_from_min_pixels():

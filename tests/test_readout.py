@@ -8,10 +8,10 @@ from fixed_logits import Fixed
 
 from uniseg.datasets.synthetic import oracle_relations, outside_names
 from uniseg.datasets.synthetic.truth import scored_secondaries
+from uniseg.evaluate.protocols import ScoreMaps, Scorer, make_target
+from uniseg.evaluate.readout import ReadoutScorer, make_readout, outside_top1
 from uniseg.metrics import mean_iou, perfected_miou
-from uniseg.models import ModelInfo
-from uniseg.protocols import ScoreMaps, Scorer, make_target
-from uniseg.readout import ReadoutScorer, make_readout, outside_top1
+from uniseg.model.segmodel import ModelInfo
 
 UNION = ["bicyclist", "lane marking - general", "rider", "road"]
 SPACE = ["road", "rider"]  # a Cityscapes-like dataset: no bicyclist, no lane marking

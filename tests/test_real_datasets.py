@@ -30,7 +30,7 @@ from uniseg.datasets.layout import read_meta
 from uniseg.datasets.real import find_pairs, ingest, inspect_dataset
 from uniseg.datasets.splits import read_list, shipped
 from uniseg.errors import DataError
-from uniseg.packing import write_shards
+from uniseg.shards.packing import write_shards
 
 # Raw values chosen independently of uniseg's tables, from the official definitions.
 RAW = {

@@ -6,9 +6,8 @@ import torch
 
 from uniseg import IGNORE
 from uniseg.errors import DataError
-from uniseg.models import build_model
-from uniseg.relation_scores import score_relations, tau_sweep
-from uniseg.relations import (
+from uniseg.model.segmodel import build_model
+from uniseg.relations.mining import (
     accumulate_similarities,
     auto_tau,
     derive_multilabels,
@@ -18,6 +17,7 @@ from uniseg.relations import (
     similarity_table,
     write_similarity,
 )
+from uniseg.relations.scores import score_relations, tau_sweep
 from uniseg.report.relations import relations_markdown
 
 SPACES = {"C": ["rider", "road"], "M": ["bicyclist", "road", "marking"]}
@@ -184,7 +184,7 @@ def test_the_report_says_which_score_decided_each_missed_or_false_relation():
 def test_mining_a_few_classes_at_a_time_equals_the_whole_union(monkeypatch):
     """Bounded memory: the cosines reach label resolution MINE_CHUNK classes at a time; the table is the
     same as mining every class at once (the brute force), also when images are resized for the model."""
-    import uniseg.relations as relations
+    import uniseg.relations.mining as relations
 
     monkeypatch.setattr(relations, "MINE_CHUNK", 3)
     torch.manual_seed(2)
@@ -200,7 +200,7 @@ def test_mining_a_few_classes_at_a_time_equals_the_whole_union(monkeypatch):
 
 
 def test_recall_on_what_a_target_can_fairly_ask_for():
-    from uniseg.relation_scores import paper_drawn, reachable_recalls
+    from uniseg.relations.scores import paper_drawn, reachable_recalls
 
     truth = [
         ("mapillary", "bicyclist", "rider"),

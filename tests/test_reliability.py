@@ -16,8 +16,8 @@ from PIL import Image
 from uniseg.datasets.layout import DatasetMeta, write_meta
 from uniseg.errors import UserError
 from uniseg.fsio import write_json
-from uniseg.packing import write_shards
 from uniseg.shards import ShardReader
+from uniseg.shards.packing import write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +191,7 @@ def _dataset(root, name="toy", n=3, keys=None):
 
 
 def test_duplicate_keys_across_datasets_are_kept_apart(tmp_path):
-    from uniseg.data import TrainSet
+    from uniseg.train.loader import TrainSet
 
     _dataset(tmp_path / "raw_a", "a", keys=["x0", "x1"])
     _dataset(tmp_path / "raw_b", "b", keys=["x0", "x1"])
@@ -205,7 +205,7 @@ def test_kill_during_shard_writing_leaves_nothing_that_is_accepted(tmp_path):
     raw = tmp_path / "raw"
     _dataset(raw, n=400)
     code = (
-        "import sys, time; import uniseg.packing as s\n"
+        "import sys, time; import uniseg.shards.packing as s\n"
         "real = s._process\n"
         "def slow(job):\n    time.sleep(0.01); return real(job)\n"
         "s._process = slow\n"
@@ -244,7 +244,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous_output(tmp_path, monk
 def test_predict_reports_bad_inputs_and_writes_only_under_out(tmp_path):
     import torch
 
-    from uniseg.models import ModelInfo, build_model, save_model_file
+    from uniseg.model.segmodel import ModelInfo, build_model, save_model_file
 
     torch.manual_seed(0)
     union = ["car", "road", "sky"]
@@ -292,7 +292,7 @@ if __name__ == "__main__":  # regenerate reports/reliability.md
 LOAD_SCRIPT = """
 import resource, sys
 from pathlib import Path
-from uniseg.predict import predict_paths
+from uniseg.predict.predictor import predict_paths
 inputs, model, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 files = sorted(inputs.iterdir())
 predict_paths(files[:50], model, out / "a")
@@ -307,7 +307,7 @@ print(after_50, after_all)
 def test_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
     import torch
 
-    from uniseg.models import ModelInfo, build_model, save_model_file
+    from uniseg.model.segmodel import ModelInfo, build_model, save_model_file
 
     torch.manual_seed(0)
     model = build_model("hrnet_w18_small", "cosine", 3)
@@ -343,7 +343,7 @@ def stage_project(tmp_path_factory):
 
     from uniseg.datasets.layout import read_spaces
     from uniseg.datasets.synthetic import generate_dataset
-    from uniseg.models import ModelInfo, build_model, save_model_file
+    from uniseg.model.segmodel import ModelInfo, build_model, save_model_file
     from uniseg.params import SyntheticParams
     from uniseg.taxonomy import union
 
@@ -396,7 +396,7 @@ app(sys.argv[3:], standalone_mode=True)
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["mine", "evaluate"])
 def test_kill_9_during_mining_or_evaluation_then_rerun_finishes(stage_project, tmp_path, stage):
-    from uniseg.relations import read_similarity
+    from uniseg.relations.mining import read_similarity
 
     marker = tmp_path / "renaming"
     out = tmp_path / "out"

@@ -6,15 +6,15 @@ import ast
 from pathlib import Path
 
 from uniseg import scores
-from uniseg.protocols import ABSTAIN, PROTOCOLS
+from uniseg.evaluate.protocols import ABSTAIN, PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[1]
 # "mean" alone is also an ordinary word of other formats (the headline's summaries, a figure's axis):
 # the group mean is found through MEAN_KEYS, the rest of the vocabulary is checked literally.
 KEYS = (set(scores.PROTOCOL_KEYS.values()) | set(scores.MEAN_KEYS.values())) - {"mean"}
 # The pretrain stage's own summary (reports/pretrain.json) names its held-out score "miou": another file,
-# another owner (uniseg/pretrain.py), not an evaluation metric.
-OTHER_FORMATS = {"uniseg/pretrain.py", "stages/pretrain.py"}
+# another owner (uniseg/train/pretrain.py), not an evaluation metric.
+OTHER_FORMATS = {"uniseg/train/pretrain.py", "stages/pretrain.py"}
 
 
 def _strings(path: Path):

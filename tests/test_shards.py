@@ -11,13 +11,14 @@ import torch
 from PIL import Image
 
 from uniseg import IGNORE
-from uniseg.data import EpochSampler, EvalSet, TrainSet
 from uniseg.datasets.layout import DatasetMeta, read_meta, write_meta
 from uniseg.datasets.real import ingest
 from uniseg.errors import DataError
 from uniseg.experiments.fingerprints import content_digest
-from uniseg.packing import write_shards
+from uniseg.model.evalset import EvalSet
 from uniseg.shards import ShardReader
+from uniseg.shards.packing import write_shards
+from uniseg.train.loader import EpochSampler, TrainSet
 
 CLASSES = ["road", "car", "sky"]
 

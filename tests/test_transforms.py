@@ -8,8 +8,9 @@ import torch
 from torchvision.transforms import v2
 
 from uniseg import IGNORE
-from uniseg.backbones import MEAN, STD
-from uniseg.transforms import eval_image, normalise_batch, to_tv, train_transform
+from uniseg.model.backbones import MEAN, STD
+from uniseg.model.inputs import eval_image, normalise_batch
+from uniseg.train.transforms import to_tv, train_transform
 
 COLOURS = np.array([[250, 0, 0], [0, 250, 0], [0, 0, 250], [250, 250, 0]], dtype=np.uint8)
 

@@ -106,13 +106,13 @@ def test_the_evaluation_selection_is_seeded_and_pinned():
 def test_an_absent_optional_dataset_is_recorded_and_passed_on(tmp_path):
     from uniseg.datasets.download import prepare
     from uniseg.datasets.layout import read_meta
-    from uniseg.packing import write_shards
+    from uniseg.shards.packing import write_shards
 
     result = prepare("wilddash2", tmp_path / "downloads", tmp_path / "raw")
     assert result["images"] == 0 and read_meta(tmp_path / "raw").source == "absent"
     write_shards(tmp_path / "raw", tmp_path / "shards", 64, progress=False)
     assert read_meta(tmp_path / "shards").source == "absent"
-    from uniseg.evaluation import check_present
+    from uniseg.evaluate.evaluation import check_present
 
     with pytest.raises(DataError, match=r"wilddash2 was not found .*dvc repro -f download@wilddash2"):
         check_present({"wilddash2": read_meta(tmp_path / "shards")})
@@ -123,7 +123,7 @@ def test_an_absent_optional_dataset_is_recorded_and_passed_on(tmp_path):
 def _model(tmp_path: Path) -> Path:
     import torch
 
-    from uniseg.models import ModelInfo, build_model, save_model_file
+    from uniseg.model.segmodel import ModelInfo, build_model, save_model_file
 
     torch.manual_seed(0)
     union = ["car", "lane marking - general", "road", "sidewalk", "sky"]
@@ -140,7 +140,7 @@ def _predict(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_a_submission_has_one_png_per_image_in_the_benchmarks_ids(tmp_path, corpus):
-    from uniseg.submission import submission_ids
+    from uniseg.predict.submission import submission_ids
 
     model, out = _model(tmp_path), tmp_path / "wd2.zip"
     proc = _predict(tmp_path, str(corpus / "images"), "--model", str(model), "--label-space", "wilddash2",

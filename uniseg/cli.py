@@ -153,7 +153,7 @@ def predict(
 ) -> None:
     """Segment images with a trained model; write a label PNG and a colour overlay per image, or a
     benchmark submission."""
-    from uniseg.predict import predict_paths
+    from uniseg.predict.predictor import predict_paths
 
     with exit_on_user_error():
         failures = predict_paths(

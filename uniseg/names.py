@@ -1,7 +1,8 @@
 """The names a param may pick, in one torch-free place.
 
 params.py validates against these lists and imports nothing heavy (a stage's DVC deps are its imports);
-the registries that implement them — losses.py, models.py — are tied to them by tests/test_names.py.
+the registries that implement them — model/losses.py, model/segmodel.py, model/backbones/ — are tied
+to them by tests/test_names.py.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import yaml
 
 LOSSES = ("ce", "bce", "nullbce", "crbce")  # losses.py registers exactly these
 BASE_LOSSES = ("ce", "bce", "nullbce")  # `loss` (the base model): the losses that need no mined relations
-BACKBONES = ("hrnet_w18_small", "hrnet_w18", "hrnet_w48")  # models.py
-CLASSIFIERS = ("linear", "cosine")  # models.py
+BACKBONES = (
+    "hrnet_w18_small",
+    "hrnet_w18",
+    "hrnet_w48",
+)  # each built by its family: model/backbones/<family>.py
+CLASSIFIERS = ("linear", "cosine")  # model/segmodel.py
 # The datasets whose shards the training stages (train, mine, relabel, retrain) depend on in dvc.yaml —
 # DVC cannot expand train.datasets into deps; tests/test_pipeline.py ties the two lists.
 TRAINING_DATASETS = ("cityscapes", "bdd", "idd", "mapillary")

@@ -56,7 +56,7 @@ class ModelParams(_Section):
     pretrained: str = "models/pretrained.pt"  # none | timm (ImageNet, timm's hub) | a checkpoint file
 
 
-class PretrainParams(_Section):  # the backbone on the synthetic world (uniseg/pretrain.py)
+class PretrainParams(_Section):  # the backbone on the synthetic world (uniseg/train/pretrain.py)
     # dense world classes (stronger than ImageNet's labels) | image-level, as ImageNet
     task: Literal["segmentation", "presence"] = "segmentation"
     backbone: Literal[BACKBONES] = "hrnet_w18_small"
@@ -85,6 +85,8 @@ class TrainParams(_Section):
     workers: NonNegInt = 2
     devices: int = Field(1, ge=1, le=64, description="an int in [1, 64]")  # >1: the stage runs torchrun
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # bf16 autocast + channels_last on a CPU with bf16 units (AMX, AVX-512 BF16); float32 on other CPUs
+    amp_cpu: bool = False
     compile: bool = False  # torch.compile the model (CUDA)
     checkpoint_every: PosInt = 100
     log_every: PosInt = 20

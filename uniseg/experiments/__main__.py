@@ -2,8 +2,9 @@
 
 queue      the paper's grid on real data as queued DVC experiments (`make paper`)
 table      the grid's results as one table (reports/paper_tables.md)
-seeds      the headline's arms per (world, seed), stored in reports/seeds/ (`make seeds`)
-headline   reports/headline.json and .md from the stored, current results
+seeds      the headline's arms per (world, seed), stored in reports/seeds/<profile>/ (`make seeds`)
+ladder     the converged verdict's budget, decided on the seen val splits (`make ladder`)
+headline   the profile's headline.json and .md from its stored, current results
 """
 
 from __future__ import annotations
@@ -16,6 +17,34 @@ from uniseg.errors import exit_on_user_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 RESULTS, WORK = Path("reports/seeds"), Path(".seeds")
+DEFAULT_HEADLINE = Path("reports/headline.json")  # the default profile's: results.md embeds it
+
+
+def profile_name(params: Path) -> str:
+    """A profile is a params file of the repository: params.yaml is "default", params.<name>.yaml is
+    <name>. Its results and work folders are its own (reports/seeds/<name>/, .seeds/<name>/), so
+    profiles never overwrite each other's results."""
+    if params.name == "params.yaml":
+        return "default"
+    parts = params.name.split(".")
+    if len(parts) == 3 and parts[0] == "params" and parts[2] == "yaml" and parts[1]:
+        return parts[1]
+    raise typer.BadParameter(
+        f"{params}: a profile is params.yaml or params.<name>.yaml", param_hint="--params"
+    )
+
+
+def _runner(params: Path, echo=typer.echo, threads: int | None = None):
+    from uniseg.experiments.seeds import Runner
+
+    name = profile_name(params)
+    return Runner(params, WORK / name, RESULTS / name, echo, threads=threads)
+
+
+def headline_path(params: Path) -> Path:
+    """reports/headline.json for the default profile; reports/seeds/<name>/headline.json for the others."""
+    name = profile_name(params)
+    return DEFAULT_HEADLINE if name == "default" else RESULTS / name / "headline.json"
 
 
 @app.command()
@@ -55,7 +84,6 @@ def seeds(
     import os
 
     from uniseg.experiments.arms import ARMS, DEFAULT_ARMS
-    from uniseg.experiments.seeds import Runner
 
     with exit_on_user_error():
         arms = arms or list(DEFAULT_ARMS)
@@ -65,7 +93,7 @@ def seeds(
                 f"unknown arm {unknown[0]!r}; valid: {', '.join(ARMS)}", param_hint="--arm"
             )
         threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
-        runner = Runner(params, WORK, RESULTS, typer.echo, threads=threads)
+        runner = _runner(params, threads=threads)
         plan = [(world, seed, arm) for seed in seed_list for arm in arms]
         if not dry_run:
             typer.echo(f"[seeds] world {world}: {len(plan)} runs, {jobs} at a time")
@@ -78,19 +106,72 @@ def seeds(
 
 
 @app.command()
+def ladder(
+    params: Path = typer.Option(Path("params.ladder.yaml"), help="The ladder's profile."),
+    unseen: bool = typer.Option(
+        False, "--unseen", help="Once B* is fixed: score every rung's kept models on the unseen sets too."
+    ),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Arms run at once."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only say where the rule stands and what it waits for."
+    ),
+) -> None:
+    """The budget ladder (experiments/ladder.py): run what the rule waits for, rung by rung, until it fixes
+    B*; resumable (a rung's current results are kept). Writes reports/seeds/<profile>/ladder.json + .png."""
+    import os
+
+    from uniseg.experiments import ladder as lad
+    from uniseg.experiments.seeds import Runner
+
+    with exit_on_user_error():
+        name = profile_name(params)
+        threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+        def rung(budget: int, score_unseen: bool = False) -> Runner:
+            where = lad.rung_name(name, budget)
+            rung_params = lad.write_rung_params(params, budget, WORK / where / "params.yaml", score_unseen)
+            return Runner(rung_params, WORK / where, RESULTS / where, typer.echo, threads=threads)
+
+        while True:
+            curve = lad.read_curve(RESULTS, name)
+            decision = lad.decide(curve)
+            out = lad.write_ladder(RESULTS, name, curve, decision)
+            typer.echo(f"[ladder] {decision['reason']} -> {out}")
+            if decision["budget"] is not None or not decision["needs"] or dry_run:
+                break
+            for budget, seed in decision["needs"]:
+                plan = [(lad.WORLD, seed, arm) for arm in lad.ARMS]
+                for (_, s, arm), done, seconds in rung(budget).run_all(plan, jobs):
+                    typer.echo(f"[ladder] {budget} iterations, seed {s} {arm}: {done} in {seconds:.0f} s")
+        if unseen and not dry_run:
+            if decision["budget"] is None:
+                raise typer.BadParameter(
+                    "--unseen waits for the rule to fix B* (the unseen sets stay untouched until then)"
+                )
+            for budget in lad.BUDGETS:
+                seeds = sorted({s for points in curve.values() for s in points.get(budget, {})})
+                plan = [(lad.WORLD, s, arm) for s in seeds for arm in lad.ARMS]
+                for (_, s, arm), done, seconds in rung(budget, score_unseen=True).run_all(plan, jobs):
+                    typer.echo(
+                        f"[ladder] unseen: {budget} iterations, seed {s} {arm}: {done} in {seconds:.0f} s"
+                    )
+            differences = lad.unseen_differences(RESULTS, name)
+            lad.write_ladder(RESULTS, name, curve, decision, differences)
+
+
+@app.command()
 def headline(
-    out: Path = typer.Option(Path("reports/headline.json"), "--out"),
+    out: Path = typer.Option(None, "--out", help="Default: the profile's (`headline_path`)."),
     params: Path = typer.Option(Path("params.yaml"), help="The profile of the results to keep current."),
 ) -> None:
-    """reports/headline.json and .md from the stored results whose fingerprints are current (stale ones are
-    listed and left out)."""
+    """The profile's headline.json and .md from its stored results whose fingerprints are current (stale
+    ones are listed and left out)."""
     from uniseg.experiments.headline import write_headline
-    from uniseg.experiments.seeds import Runner
     from uniseg.params import load_params
     from uniseg.scores import headline_profile
 
     with exit_on_user_error():
-        runner = Runner(params, WORK, RESULTS, typer.echo)
+        runner, out = _runner(params), out or headline_path(params)
         stale = []
 
         def current(record: dict) -> bool:
@@ -99,7 +180,7 @@ def headline(
                 stale.append(f"world {record['world']} seed {record['seed']} {record['arm']}")
             return ok
 
-        h = write_headline(RESULTS, out, keep=current, profile=headline_profile(load_params(params)))
+        h = write_headline(runner.results, out, keep=current, profile=headline_profile(load_params(params)))
     for line in stale:
         typer.echo(f"  stale (left out; `make seeds` recomputes it): {line}", err=True)
     paired = ", ".join(

@@ -19,35 +19,44 @@ Arms (all from params.yaml, with `seed` and `synthetic.seed` = the world set per
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from uniseg.errors import UserError
 from uniseg.params import load_params, parse_params
 
-ARMS = ("ce", "ce-cosine", "nullbce", "crbce", "control", "oracle", "crbce-paper")
-DEFAULT_ARMS = ("ce", "ce-cosine", "nullbce", "crbce", "control")
-OVERRIDES = {  # params of each arm, over params.yaml
-    "ce": {"loss": "ce", "model": {"classifier": "linear"}},
-    "ce-cosine": {"loss": "ce", "model": {"classifier": "cosine"}},
-    "nullbce": {"loss": "nullbce"},
-    "crbce": {"loss": "nullbce"},
-    "control": {"loss": "nullbce", "relabel": {"tau": 1.0}},
-    "oracle": {"loss": "nullbce"},
-    "crbce-paper": {"loss": "nullbce"},  # + retrain = the base schedule from the backbone (arm_params)
-}
-BASE = {"crbce": "nullbce", "control": "nullbce", "oracle": "nullbce", "crbce-paper": "nullbce"}
 DATASET_STAGES = ("download", "shard")
-# The dvc.yaml stages whose code decides an arm's model and mined relations. Their deps include the
-# pretrained backbone file (hashed by content); the data enter as the shards' content (data_digest).
-ARM_STAGES = {
-    "ce": ("train",),
-    "ce-cosine": ("train",),
-    "nullbce": ("train", "mine", "relabel"),
-    "crbce": ("train", "mine", "relabel", "retrain"),
-    "control": ("train", "mine", "relabel", "retrain"),
-    "oracle": ("train", "retrain"),  # + the oracle relations themselves (fingerprints)
-    "crbce-paper": ("train", "mine", "relabel", "retrain"),
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: its params over the profile's, the arm whose model it retrains (None: trained from the
+    backbone), the dvc.yaml stages whose code decides its model and mined relations (their deps include
+    the pretrained backbone, hashed by content; the data enter as the shards' content, `data_digest`),
+    and whether `make seeds` runs it by default."""
+
+    overrides: dict
+    base: str | None
+    stages: tuple[str, ...]
+    default: bool = True
+
+
+_MINED = ("train", "mine", "relabel", "retrain")
+TABLE = {
+    "ce": Arm({"loss": "ce", "model": {"classifier": "linear"}}, None, ("train",)),
+    "ce-cosine": Arm({"loss": "ce", "model": {"classifier": "cosine"}}, None, ("train",)),
+    "nullbce": Arm({"loss": "nullbce"}, None, ("train", "mine", "relabel")),
+    "crbce": Arm({"loss": "nullbce"}, "nullbce", _MINED),
+    "control": Arm({"loss": "nullbce", "relabel": {"tau": 1.0}}, "nullbce", _MINED),
+    # + the oracle relations themselves (fingerprints)
+    "oracle": Arm({"loss": "nullbce"}, "nullbce", ("train", "retrain"), default=False),
+    # + retrain = the base schedule from the backbone (arm_params)
+    "crbce-paper": Arm({"loss": "nullbce"}, "nullbce", _MINED, default=False),
 }
+ARMS = tuple(TABLE)
+DEFAULT_ARMS = tuple(name for name, arm in TABLE.items() if arm.default)
+BASE = {name: arm.base for name, arm in TABLE.items() if arm.base}
+ARM_STAGES = {name: arm.stages for name, arm in TABLE.items()}
 # A true relation an unseen set scores only through an unsourced convention cell (docs/benchmark.md:
 # CamVid's sign backs as traffic sign) is left out of the oracle and reported apart.
 ORACLE_LEFT_OUT = (("mapillary", "traffic sign (back)", "traffic sign"),)
@@ -63,7 +72,7 @@ def _deep_update(base: dict, update: dict) -> dict:
 def arm_params(params_file: Path, world: int, seed: int, arm: str) -> dict:
     """The params of one run, as a validated mapping (written to the run's own params file)."""
     base = load_params(params_file).model_dump()
-    update = {"seed": seed, "synthetic": {"seed": world}, **OVERRIDES[arm]}
+    update = {"seed": seed, "synthetic": {"seed": world}, **TABLE[arm].overrides}
     if arm == "crbce-paper":
         t = base["train"]
         update["retrain"] = {

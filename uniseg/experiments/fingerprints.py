@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from uniseg import identity
 from uniseg.shards import ShardReader
 
 # Code that only draws or writes reports (relabel also renders relations.md and the heat map): a change
@@ -48,36 +49,47 @@ def compute_device(threads: int | None = None) -> str:
     return cpu if threads is None else f"{cpu}, {threads} threads"
 
 
-def _code_files(stages: tuple[str, ...], root: Path) -> list[Path]:
-    """The code and input files the given dvc.yaml stages depend on: not data, not presentation, not the
-    metrics writer but for the evaluate stage, and no other stage's output (models/base.pt is a dep of mine) but the pretrained backbone's, an input of
-    every training here as ImageNet's weights are of the paper's."""
+def _code_files(stages: tuple[str, ...], params: dict, root: Path) -> list[Path]:
+    """The code and input files the given dvc.yaml stages depend on. The training stages' code is what
+    decides a model (`uniseg.identity`, which dvc.yaml's deps of them equal) with the pretrained backbone
+    by content, an input of every training here as ImageNet's weights are of the paper's; the other
+    stages' code comes from their dvc.yaml deps: not data, not presentation, not the metrics writer but
+    for the evaluate stage, no other stage's output (models/base.pt is a dep of mine), and of the
+    backbone families only the model's own."""
     spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    bodies = [(name, spec[name].get("do", spec[name])) for name in stages]
+    backbone = params.get("model", {}).get("backbone")  # none for the data stages
+    own_family = identity.backbone_code(backbone) if backbone else ()
     produced = {
         o if isinstance(o, str) else next(iter(o))
         for name, stage in spec.items()
-        if name != "pretrain"
         for o in stage.get("do", stage).get("outs", [])
     }
     files: set[Path] = set()
-    for name, body in bodies:
+    for name in stages:
+        if name in identity.STAGE_CODE:
+            files.update(identity.code_files(identity.training_code(name, backbone), root))
+            pretrained = root / params["model"]["pretrained"]
+            files.update([pretrained] if pretrained.is_file() else [])
+            continue
         skip = ("data/", "reports/", *PRESENTATION, *(REPORTING if name != "evaluate" else ()))
-        for dep in body.get("deps", []):
+        for dep in spec[name].get("do", spec[name]).get("deps", []):
             dep = dep if isinstance(dep, str) else next(iter(dep))
             if "${" in dep or dep in produced or dep.startswith(skip):
                 continue
-            path = root / dep
-            found = path.rglob("*") if path.is_dir() else [path]
-            files.update(p for p in found if p.is_file() and "__pycache__" not in p.parts)
+            found = identity.code_files([dep], root)
+            files.update(f for f in found if not _other_family(f.relative_to(root).as_posix(), own_family))
     return sorted(files)
+
+
+def _other_family(path: str, own: tuple[str, ...]) -> bool:
+    return path.startswith(identity.BACKBONES + "/") and path not in own
 
 
 def content_digest(directory: Path) -> str:
     """sha256 of one dataset's shards by what they hold: dataset.json, skipped.json and every sample
     (split, key, decoded image, label and world pixels) in manifest order. Two packings of the same
     samples digest alike whatever wrote them: PNG compressors and Arrow writers of other library versions
-    differ in the bytes, not in the pixels. (Here, not in uniseg/shards.py, which every stage depends on:
+    differ in the bytes, not in the pixels. (Here, not in uniseg/shards/__init__.py, which every stage depends on:
     a change there would make every stored result stale.)"""
     reader, h = ShardReader(directory), hashlib.sha256()
     for name in ("dataset.json", "skipped.json"):
@@ -125,7 +137,7 @@ def _stage_params(stages: tuple[str, ...], params: dict, root: Path) -> dict:
 def fingerprint(stages: tuple[str, ...], params: dict, data: str = "", root: Path = Path(".")) -> str:
     """sha256 of the stages' code (file contents), the data digest and the params the stages declare."""
     h = hashlib.sha256(data.encode())
-    for f in _code_files(stages, root):
+    for f in _code_files(stages, params, root):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     h.update(json.dumps(_stage_params(stages, params, root), sort_keys=True).encode())
     return h.hexdigest()[:16]

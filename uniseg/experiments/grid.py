@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from uniseg.report.tables import markdown_table
 from uniseg.scores import Metrics
 
 ABBREV = {"cityscapes": "C", "idd": "I", "bdd": "B", "mapillary": "M"}
@@ -106,6 +107,19 @@ def render_table(shown: list[dict]) -> str:
     datasets: list[str] = []
     for _, m in rows:
         datasets += [d for d in m.datasets("unseen") if d not in datasets]
+    table = [
+        [
+            name,
+            model,
+            *(_cell(m.score(model, "unseen", ds)) for ds in datasets),
+            _cell(m.mean(model, "unseen")),
+        ]
+        for name, m in sorted(rows)
+        for model in ("base", "crbce")
+        if model in m.models
+    ]
+    if not rows:
+        table = [["(no finished experiment of the grid yet: run `make paper`)", "", ""]]
     lines = [
         "# The paper's settings (restricted protocol, mIoU %)",
         "",
@@ -113,19 +127,8 @@ def render_table(shown: list[dict]) -> str:
         "BCE retrained from it). Columns: datasets evaluated as unseen, and their mean. "
         "Leave-one-out rows (`loo-X`) score the left-out training dataset as unseen.",
         "",
-        "| experiment | model | " + " | ".join(datasets) + " | mean |",
-        "|---|---|" + "---|" * (len(datasets) + 1),
+        *markdown_table(["experiment", "model", *datasets, "mean"], table),
     ]
-    for name, m in sorted(rows):
-        for model in ("base", "crbce"):
-            if model not in m.models:
-                continue
-            cells = [_cell(m.score(model, "unseen", ds)) for ds in datasets]
-            lines.append(
-                f"| {name} | {model} | " + " | ".join(cells) + f" | {_cell(m.mean(model, 'unseen'))} |"
-            )
-    if not rows:
-        lines.append("| (no finished experiment of the grid yet: run `make paper`) | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -92,7 +92,7 @@ def summarise(values: list[float]) -> dict:
 
 
 def read_results(folder: Path) -> list[dict]:
-    """Every stored result under reports/seeds/."""
+    """Every stored result under `folder` (a profile's reports/seeds/<profile>/)."""
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(folder).glob("world*/seed*.json"))]
 
 

@@ -4,7 +4,7 @@ The arms and their params are in experiments/arms.py.
 
 Each arm runs the pipeline's own stage commands in a scratch folder (`.seeds/`, not in git), so a result
 is what `dvc repro` would give with those params. The result — the model's metrics and, where mined, the
-relations' scores — goes to `reports/seeds/world<W>/seed<S>-<arm>.json` with two fingerprints: of the
+relations' scores — goes to `reports/seeds/<profile>/world<W>/seed<S>-<arm>.json` with two fingerprints: of the
 training and of the evaluation (experiments/fingerprints.py: code, pretrained backbone, data by content,
 params). A result whose fingerprints are current is never recomputed; one whose evaluation alone is stale
 is re-scored from the model kept in `.seeds/` when it is still there. So a headline can be completed over
@@ -101,6 +101,17 @@ class Runner:
             return "run"
         return "done" if stored.get("evaluate") == now["evaluate"] else "evaluate"
 
+    def precision(self, world: int, seed: int, arm: str) -> str:
+        """What the arm's training computes in here: "bf16" or "float32" (`engine.precision`: the
+        profile's train.amp / train.amp_cpu and what this machine has)."""
+        import torch
+
+        from uniseg.params import TrainParams
+        from uniseg.train.engine import precision
+
+        train = TrainParams(**arm_params(self.params_file, world, seed, arm)["train"])
+        return precision(train, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
     # --- running -----------------------------------------------------------------------------------
     def _stage(self, name: str, *args: str, **options) -> None:
         """Run `python -m stages.<name> ARGS --option value ...` (options' underscores become dashes)."""
@@ -122,7 +133,12 @@ class Runner:
     def ensure_data(self, world: int) -> None:
         """Render and shard world `world` once (re-done when the data stages' code or params change)."""
         params = arm_params(self.params_file, world, 0, "nullbce")
-        key = fingerprint(DATASET_STAGES, {k: params[k] for k in ("synthetic", "shard", "data")})
+        names = params["evaluate"]["unseen"] + params["train"]["datasets"]
+        # The datasets rendered belong to the key: a profile that scores no unseen set (the ladder's rungs)
+        # renders them once it does.
+        key = fingerprint(DATASET_STAGES, {k: params[k] for k in ("synthetic", "shard", "data")}) + " ".join(
+            names
+        )
         marker = self.work / f"world{world}" / "data" / "fingerprint"
         if marker.is_file() and marker.read_text() == key:
             return
@@ -132,7 +148,7 @@ class Runner:
             p = self.work / f"world{world}" / "data.params.yaml"
             write_text(p, yaml.safe_dump(params, sort_keys=False))
             root, start = self.work / f"world{world}" / "data", time.monotonic()
-            for name in params["evaluate"]["unseen"] + params["train"]["datasets"]:
+            for name in names:
                 raw, preview = root / "raw" / name, root / "previews" / f"{name}.png"
                 self._stage("download", name, params=p, out=raw, preview=preview)
                 self._stage("shard", name, params=p, raw=raw, out=root / "shards" / name)
@@ -220,6 +236,8 @@ class Runner:
             "fingerprint": prints,
             "seconds": round(time.monotonic() - start),
             "device": compute_device(self.threads),
+            "precision": self.precision(world, seed, arm),
+            "profile": self.results.name,
             "metrics": metrics,
             "relations": relations,
         }
@@ -227,6 +245,7 @@ class Runner:
             first = json.loads(path.read_text(encoding="utf-8"))
             record["seconds"] = first.get("seconds", record["seconds"])
             record["device"] = first.get("device", record["device"])
+            record["precision"] = first.get("precision", record["precision"])
         write_json(path, record, indent=1)
         return "ran" if state == "run" else "re-evaluated"
 
@@ -271,7 +290,7 @@ def _write_relations(relations: list[tuple[str, str, str]], path: Path) -> None:
     """The oracle's relations as a multi-label table (no mined similarity)."""
     import pandas as pd
 
-    from uniseg.relations import MULTILABEL_COLUMNS, write_multilabels
+    from uniseg.relations.mining import MULTILABEL_COLUMNS, write_multilabels
 
     rows = [(d, p, s, float("nan")) for d, p, s in relations]
     write_multilabels(pd.DataFrame(rows, columns=MULTILABEL_COLUMNS), path)

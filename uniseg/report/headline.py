@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uniseg.report.tables import markdown_table
+
 ARM_TITLES = {
     "ce": "CE, linear head (the paper's multi-dataset baseline)",
     "ce-cosine": "CE, cosine head",
@@ -12,11 +14,36 @@ ARM_TITLES = {
     "crbce-paper": "C-R BCE in the paper's regime: from the backbone, the base schedule, mined relations",
 }
 
+# The columns of a world's table of arms and of its paired differences.
+ARMS_HEADER = [
+    "arm",
+    "what",
+    "unseen mean",
+    "95 % interval",
+    "per seed",
+    "seen mean",
+    "union readout",
+    "headroom",
+    "minutes per seed",
+]
+PAIRED_HEADER = [
+    "paired difference",
+    "unseen mean",
+    "per seed",
+    "seen mean",
+    "unseen − seen",
+    "union readout",
+]
 
-def _fmt(h: dict, digits: int = 1) -> str:
+
+def _summary(h: dict, digits: int = 1) -> list[str]:
+    """Two cells: mean ± std, and the 95 % interval."""
     if h["ci95"] is None:
-        return f"{h['mean']:.{digits}f} (one seed) | –"
-    return f"{h['mean']:.{digits}f} ± {h['std']:.{digits}f} | [{h['ci95'][0]:.{digits}f}, {h['ci95'][1]:.{digits}f}]"
+        return [f"{h['mean']:.{digits}f} (one seed)", "–"]
+    return [
+        f"{h['mean']:.{digits}f} ± {h['std']:.{digits}f}",
+        f"[{h['ci95'][0]:.{digits}f}, {h['ci95'][1]:.{digits}f}]",
+    ]
 
 
 def _ci(d: dict | None, digits: int = 2) -> str:
@@ -45,11 +72,11 @@ def render(headline: dict) -> str:
         "could add to the unseen mean at most.",
     ]
     if headline.get("targets"):
-        lines += ["", "## Targets", "", "| world | target | measured | met |", "|---|---|---|---|"]
-        lines += [
-            f"| {t['world']} | {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |"
+        rows = [
+            [str(t["world"]), t["target"], t["measured"], "yes" if t["met"] else "**no**"]
             for t in headline["targets"]
         ]
+        lines += ["", "## Targets", "", *markdown_table(["world", "target", "measured", "met"], rows)]
         lines += [
             "",
             'Where a target is missed, the per-class differences below and docs/findings.md ("Each claim '
@@ -61,50 +88,65 @@ def render(headline: dict) -> str:
         if h.get("devices"):
             where = "; ".join(f"{d}: seeds {', '.join(map(str, s))}" for d, s in h["devices"].items())
             lines += [f"Computed on {where}.", ""]
-        lines += [
-            "| arm | what | unseen mean | 95 % interval | per seed | seen mean | union readout | headroom "
-            "| minutes per seed |",
-            "|---|---|---|---|---|---|---|---|---:|",
-        ]
+        rows = []
         for arm, a in h["arms"].items():
             only = "" if a["seeds"] == h["seeds"] else f" (seeds {', '.join(map(str, a['seeds']))})"
-            lines.append(
-                f"| {arm} | {ARM_TITLES.get(arm, arm)}{only} | {_fmt(a)} | {', '.join(f'{v:.1f}' for v in a['per_seed'])} | "
-                f"{_mean(a, 'seen')} | {_mean(a, 'union')} | {_mean(a, 'headroom', '.2f')} | "
-                f"{', '.join(f'{m} ({d})' for d, m in a['minutes'].items())} |"
+            rows.append(
+                [
+                    arm,
+                    f"{ARM_TITLES.get(arm, arm)}{only}",
+                    *_summary(a),
+                    ", ".join(f"{v:.1f}" for v in a["per_seed"]),
+                    _mean(a, "seen"),
+                    _mean(a, "union"),
+                    _mean(a, "headroom", ".2f"),
+                    ", ".join(f"{m} ({d})" for d, m in a["minutes"].items()),
+                ]
             )
+        lines += markdown_table(ARMS_HEADER, rows, "l" * 8 + "r")
         if h["paired"]:
-            lines += [
-                "",
-                "| paired difference | unseen mean | per seed | seen mean | unseen − seen | union readout |",
-                "|---|---|---|---|---|---|",
+            rows = [
+                [
+                    f"{name} ({len(d['seeds'])} seeds)",
+                    _ci(d),
+                    ", ".join(f"{v:+.1f}" for v in d["per_seed"]),
+                    _ci(d.get("seen")),
+                    _ci(d.get("signature")),
+                    _ci(d.get("union")),
+                ]
+                for name, d in h["paired"].items()
             ]
-            for name, d in h["paired"].items():
-                lines.append(
-                    f"| {name} ({len(d['seeds'])} seeds) | {_ci(d)} | {', '.join(f'{v:+.1f}' for v in d['per_seed'])} | "
-                    f"{_ci(d.get('seen'))} | {_ci(d.get('signature'))} | {_ci(d.get('union'))} |"
-                )
+            lines += ["", *markdown_table(PAIRED_HEADER, rows)]
         negatives = [(arm, a) for arm, a in h["arms"].items() if "negative_void" in a]
         if negatives:
             lines += [
                 "",
                 "Negative frames (WildDash 2: class mIoU of its positive frames, the same abstaining — void "
                 "below the model's θ from the seen val splits — and % of negative-frame pixels left void):",
-                "",
-                "| arm | class mIoU | class mIoU, abstaining | negative pixels void % |",
-                "|---|---|---|---|",
             ]
+            rows = []
             for arm, a in negatives:
                 wd2 = next((d for name, d in a["unseen"].items() if name == "wilddash2"), None)
-                lines.append(
-                    f"| {arm} | {_mean({'x': wd2} if wd2 else None, 'x')} | {_mean(a, 'abstain')} | {_mean(a, 'negative_void')} |"
+                rows.append(
+                    [
+                        arm,
+                        _mean({"x": wd2} if wd2 else None, "x"),
+                        _mean(a, "abstain"),
+                        _mean(a, "negative_void"),
+                    ]
                 )
-            lines += [
-                f"| {name}, paired ({len(d['negative_void']['seeds'])} seeds) | {_ci(d.get('negatives_miou'))} "
-                f"| {_ci(d.get('abstain'))} | {_ci(d['negative_void'])} |"
+            rows += [
+                [
+                    f"{name}, paired ({len(d['negative_void']['seeds'])} seeds)",
+                    _ci(d.get("negatives_miou")),
+                    _ci(d.get("abstain")),
+                    _ci(d["negative_void"]),
+                ]
                 for name, d in h["paired"].items()
                 if "negative_void" in d
             ]
+            header = ["arm", "class mIoU", "class mIoU, abstaining", "negative pixels void %"]
+            lines += ["", *markdown_table(header, rows)]
         if h.get("oracle_rule"):
             lines += ["", f"The oracle rule: {h['oracle_rule']}"]
         for name in (
@@ -115,14 +157,9 @@ def render(headline: dict) -> str:
         ):
             per_class = h["classes"].get(name)
             if per_class:
-                lines += [
-                    "",
-                    f"Per class, {name} (IoU points):",
-                    "",
-                    "| class | mean ± std | 95 % interval |",
-                    "|---|---|---|",
-                ]
-                lines += [f"| {key} | {_fmt(d)} |" for key, d in per_class.items()]
+                rows = [[key, *_summary(d)] for key, d in per_class.items()]
+                lines += ["", f"Per class, {name} (IoU points):", ""]
+                lines += markdown_table(["class", "mean ± std", "95 % interval"], rows)
         for rule, rel in h["relations"].items():
             cells = ", ".join(f"{k} {v['mean']:.2f}" for k, v in rel.items())
             lines += [

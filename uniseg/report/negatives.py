@@ -4,6 +4,7 @@ abstention threshold — beside the paper's numbers for orientation."""
 
 from __future__ import annotations
 
+from uniseg.report.tables import markdown_table
 from uniseg.scores import Metrics
 
 # Table 4 of the paper (WildDash 2 benchmark server, HRNet-W48 on C+I+B+M): class mIoU, negative mIoU, meta
@@ -28,6 +29,17 @@ def negatives_section(
         models = [m for m in metrics.models if metrics.negative_void(m, name) is not None]
         if not models:
             continue
+        rows = [
+            [
+                titles[m],
+                _fmt(metrics.score(m, "unseen", name)),
+                _fmt(metrics.score(m, "unseen", name, "abstain")),
+                _fmt(metrics.negative_void(m, name)),
+                _fmt(thresholds.get(m), 3),
+            ]
+            for m in models
+        ]
+        paper = [[k, *(f"{v:.1f}" for v in row)] for k, row in PAPER_TABLE4.items()]
         lines += [
             f"## {name}: negative frames and abstention (the paper's Table 4)",
             "",
@@ -38,25 +50,15 @@ def negatives_section(
             "of the seen val splits (chosen there, never on a test set); softmax and sigmoid models get the "
             f"same rule. {name} is not averaged into the unseen mean.",
             "",
-            "| model | class mIoU | class mIoU, abstaining | negative pixels void % | θ |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for m in models:
-            cells = [
-                metrics.score(m, "unseen", name),
-                metrics.score(m, "unseen", name, "abstain"),
-                metrics.negative_void(m, name),
-            ]
-            lines.append(
-                f"| {titles[m]} | " + " | ".join(map(_fmt, cells)) + f" | {_fmt(thresholds.get(m), 3)} |"
-            )
-        lines += [
+            *markdown_table(
+                ["model", "class mIoU", "class mIoU, abstaining", "negative pixels void %", "θ"],
+                rows,
+                "lrrrr",
+            ),
             "",
             "For orientation, the paper's Table 4 (the benchmark server: class mIoU, negative mIoU, meta average):",
             "",
-            "| method | class mIoU | negative mIoU | meta avg. |",
-            "|---|---:|---:|---:|",
-            *(f"| {k} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for k, row in PAPER_TABLE4.items()),
+            *markdown_table(["method", "class mIoU", "negative mIoU", "meta avg."], paper, "lrrr"),
             "",
         ]
     return lines

@@ -12,6 +12,7 @@ import numpy as np
 
 from uniseg.plotting import pyplot, save_figure
 from uniseg.report.stored import stored_samples
+from uniseg.report.tables import markdown_table
 from uniseg.scores import CONFIDENT, TOP1, Metrics, read_outside_examples
 
 THRESHOLD = 0.5  # the paper's multi-label threshold (readout.THRESHOLD; not imported: no torch here)
@@ -28,7 +29,21 @@ def readout_section(metrics: Metrics, titles: dict[str, str]) -> list[str]:
     if not models:
         return []
     names = metrics.datasets("union")
-    lines = [
+    rows = [
+        [titles[model], label]
+        + [_fmt(metrics.readout(model, n, key)) for n in names]
+        + [_fmt(metrics.readout(model, key=key))]
+        for model in models
+        for key, label in ((TOP1, "top-1"), (CONFIDENT, "p > 0.5"))
+        if metrics.readout(model, key=key) is not None
+    ]
+    first = models[0]
+    classes = [
+        [name, world] + [_fmt(metrics.readout_classes(m, name).get(world)) for m in models]
+        for name in names
+        for world in metrics.readout_classes(first, name)
+    ]
+    return [
         "## Union readout: fine classes outside a dataset's label space (where C-R BCE acts)",
         "",
         "On each training dataset's val images, the pixels of every world class that another training "
@@ -38,37 +53,15 @@ def readout_section(metrics: Metrics, titles: dict[str, str]) -> list[str]:
         "those pixels (mean over the world classes) whose top-1 is such a name; *p > 0.5*: % whose such "
         "name also has probability above 0.5 (sigmoid models).",
         "",
-        "| model | measure | " + " | ".join(names) + " | mean |",
-        "|---|---|" + "---:|" * (len(names) + 1),
-    ]
-    for model in models:
-        for key, label in ((TOP1, "top-1"), (CONFIDENT, "p > 0.5")):
-            if metrics.readout(model, key=key) is None:
-                continue
-            cells = [_fmt(metrics.readout(model, n, key)) for n in names]
-            lines.append(
-                f"| {titles[model]} | {label} | "
-                + " | ".join(cells)
-                + f" | {_fmt(metrics.readout(model, key=key))} |"
-            )
-    first = models[0]
-    rows = [
-        f"| {name} | {world} | "
-        + " | ".join(_fmt(metrics.readout_classes(m, name).get(world)) for m in models)
-        + " |"
-        for name in names
-        for world in metrics.readout_classes(first, name)
-    ]
-    lines += [
+        *markdown_table(["model", "measure", *names, "mean"], rows, "ll" + "r" * (len(names) + 1)),
         "",
         "Top-1 per world class:",
         "",
-        "| images | world class | " + " | ".join(titles[m] for m in models) + " |",
-        "|---|---|" + "---:|" * len(models),
-        *rows,
+        *markdown_table(
+            ["images", "world class", *(titles[m] for m in models)], classes, "ll" + "r" * len(models)
+        ),
         "",
     ]
-    return lines
 
 
 def draw_readout(eval_dir: Path, details: dict, labels: dict, datasets, shards: Path, path: Path) -> bool:

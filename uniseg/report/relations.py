@@ -1,11 +1,32 @@
-"""reports/relations.md: the Table A-1 analogue of the mined relations, with the score that decided
-each missed or false one, and precision/recall over τ on the synthetic benchmark."""
+"""The relabel stage's presentation: reports/relations.md (the Table A-1 analogue of the mined
+relations, with the score that decided each missed or false one, and precision/recall over τ on the
+synthetic benchmark) and the heat map of s (`plot_similarity`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
-from uniseg.relations import own_scores
+from uniseg.plotting import pyplot, save_figure
+from uniseg.relations.mining import own_scores
+from uniseg.report.tables import markdown_table
+
+# The columns of the candidate rules' table (`_rules`).
+RULES_HEADER = [
+    "candidates",
+    "τ",
+    "mined",
+    "precision",
+    "recall",
+    "ceiling",
+    "expressible precision",
+    "expressible recall",
+    "Table A-1 recall",
+    "out-of-space recall",
+]
 
 
 def _why_missed(triple: tuple[str, str, str], sims: dict | None) -> str:
@@ -48,11 +69,12 @@ def _mined(multilabels: pd.DataFrame, tau: float, tau_source: str, score: dict |
         ]
     if multilabels.empty:
         return lines + ["No relation exceeds τ: class-relational BCE reduces to Null BCE for this model."]
-    lines += ["| dataset | primary | s(primary) | secondary | s(secondary) |", "|---|---|---:|---|---:|"]
+    rows = []
     for rec in multilabels.itertuples(index=False):
         s_own = "" if own is None else f"{own[(rec.dataset, rec.primary)]:.3f}"
-        lines.append(f"| {rec.dataset} | {rec.primary} | {s_own} | {rec.secondary} | {rec.similarity:.3f} |")
-    return lines
+        rows.append([rec.dataset, rec.primary, s_own, rec.secondary, f"{rec.similarity:.3f}"])
+    header = ["dataset", "primary", "s(primary)", "secondary", "s(secondary)"]
+    return lines + markdown_table(header, rows, "llrlr")
 
 
 def _errors(score: dict | None, sims: dict | None) -> list[str]:
@@ -76,7 +98,21 @@ def _rules(rules: dict[str, dict] | None) -> list[str]:
     """Both candidate rules side by side (relation_scores.compare_rules)."""
     if not rules:
         return []
-    lines = [
+    rows = []
+    for name, r in rules.items():
+        cells = [
+            r["precision"],
+            r["recall"],
+            r.get("recall_ceiling"),
+            r["expressible_precision"],
+            r["expressible_recall"],
+            r.get("paper_recall"),
+            r.get("outside_recall"),
+        ]
+        rows.append(
+            [name, f"{r['tau']:.3f}", str(r["relations"])] + ["–" if c is None else f"{c:.2f}" for c in cells]
+        )
+    return [
         "",
         "## Candidate rules",
         "",
@@ -89,41 +125,15 @@ def _rules(rules: dict[str, dict] | None) -> list[str]:
         "*out-of-space recall*: of the true relations whose secondary lies outside the primary's own label "
         "space. *Ceiling*: the full recall a perfect eq. 6 could reach (expressible units / true relations).",
         "",
-        "| candidates | τ | mined | precision | recall | ceiling | expressible precision | expressible recall "
-        "| Table A-1 recall | out-of-space recall |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *markdown_table(RULES_HEADER, rows, "l" + "r" * 9),
     ]
-    for name, r in rules.items():
-        cells = [
-            r["precision"],
-            r["recall"],
-            r.get("recall_ceiling"),
-            r["expressible_precision"],
-            r["expressible_recall"],
-            r.get("paper_recall"),
-            r.get("outside_recall"),
-        ]
-        lines.append(
-            f"| {name} | {r['tau']:.3f} | {r['relations']} | "
-            + " | ".join("–" if c is None else f"{c:.2f}" for c in cells)
-            + " |"
-        )
-    return lines
 
 
 def _sweep(sweep: list[dict] | None, tau: float) -> list[str]:
     """Precision and recall of the same similarities at other thresholds."""
     if not sweep:
         return []
-    lines = [
-        "",
-        "## Precision and recall over τ",
-        "",
-        "The same similarities with other thresholds (eq. 6 unchanged; the row in bold is the τ used).",
-        "",
-        "| τ | mined | true | precision | recall |",
-        "|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for row in sweep:
         cells = [
             f"{row['tau']:.3f}",
@@ -134,8 +144,15 @@ def _sweep(sweep: list[dict] | None, tau: float) -> list[str]:
         ]
         if row["tau"] == tau:
             cells = [f"**{c}**" for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    return [
+        "",
+        "## Precision and recall over τ",
+        "",
+        "The same similarities with other thresholds (eq. 6 unchanged; the row in bold is the τ used).",
+        "",
+        *markdown_table(["τ", "mined", "true", "precision", "recall"], rows, "rrrrr"),
+    ]
 
 
 def relations_markdown(
@@ -160,3 +177,31 @@ def relations_markdown(
     lines = _mined(multilabels, tau, tau_source, score, own)
     lines += _errors(score, sims) + _rules(rules) + _sweep(sweep, tau)
     return "\n".join(lines) + "\n"
+
+
+def plot_similarity(
+    table: pd.DataFrame, union: Sequence[str], path: str | Path, multilabels: pd.DataFrame | None = None
+) -> None:
+    """Heat map of s: rows (dataset, class), columns union classes; mined relations outlined."""
+    plt = pyplot()
+    rows = list(dict.fromkeys(zip(table["dataset"], table["class"], strict=True)))
+    index = {r: i for i, r in enumerate(rows)}
+    col = {c: j for j, c in enumerate(union)}
+    grid = np.full((len(rows), len(union)), np.nan)
+    for rec in table.rename(columns={"class": "cls"}).itertuples(index=False):
+        grid[index[(rec.dataset, rec.cls)], col[rec.other]] = rec.similarity
+    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(union) + 3), max(6, 0.2 * len(rows) + 2)))
+    im = ax.imshow(grid, cmap="magma", vmin=-0.2, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(union)), union, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{d}: {c}" for d, c in rows], fontsize=6)
+    if multilabels is not None:
+        for rec in multilabels.itertuples(index=False):
+            if (rec.dataset, rec.primary) in index:
+                y, x = index[(rec.dataset, rec.primary)], col[rec.secondary]
+                ax.add_patch(
+                    plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=1.5)
+                )
+    fig.colorbar(im, ax=ax, label="mean cosine similarity s", shrink=0.6)
+    ax.set_title("s: pixels of (dataset: class) vs. every union class weight (cyan: mined relation)")
+    fig.tight_layout()
+    save_figure(fig, path)

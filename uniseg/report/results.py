@@ -13,6 +13,7 @@ import numpy as np
 
 from uniseg.report.negatives import negatives_section
 from uniseg.report.readout import readout_section
+from uniseg.report.tables import markdown_table
 from uniseg.scores import EVERY_TASK, RESTRICTED, Metrics
 
 # Table 1 of the paper (HRNet-W18, C+I+B+M, unseen KITTI / WildDash / CamVid / mean), for orientation.
@@ -53,15 +54,13 @@ def group_table(
     names = metrics.datasets(group)
     if not names:
         return []
-    lines = ["| model | " + " | ".join(names) + " | mean |", "|---|" + "---:|" * (len(names) + 1)]
-    for model in metrics.models:
-        cells = [_fmt(metrics.score(model, group, n, protocol)) for n in names]
-        lines.append(
-            f"| {model_title(model, losses.get(model, model))} | "
-            + " | ".join(cells)
-            + f" | {_fmt(metrics.mean(model, group, protocol))} |"
-        )
-    return lines
+    rows = [
+        [model_title(model, losses.get(model, model))]
+        + [_fmt(metrics.score(model, group, n, protocol)) for n in names]
+        + [_fmt(metrics.mean(model, group, protocol))]
+        for model in metrics.models
+    ]
+    return markdown_table(["model", *names, "mean"], rows, "l" + "r" * (len(names) + 1))
 
 
 def conflict_table(metrics: Metrics, losses: dict[str, str], rows: int = 10) -> list[str]:
@@ -80,8 +79,16 @@ def conflict_table(metrics: Metrics, losses: dict[str, str], rows: int = 10) -> 
     gaps.sort(reverse=True)
     if not gaps:
         return []
-    head = " | ".join(f"{model_title(m, losses.get(m, m))}: own / cross" for m in models)
-    lines = [
+    shown = []
+    for _, name, j, c in gaps[:rows]:
+        cells = []
+        for m in models:
+            own = metrics.class_iou(m, "seen", j).get(c)
+            cross = metrics.class_iou(m, "cross", name).get(c)
+            cells.append(f"{_fmt(own)} / {_fmt(cross)}")
+        shown.append([name, c, *cells])
+    head = [f"{model_title(m, losses.get(m, m))}: own / cross" for m in models]
+    return [
         "## Where the label conflicts show (per-class IoU, restricted)",
         "",
         f"Classes of label space j scored on D_j's own val images (own) and on D_i's val images (cross, i_in_j), "
@@ -89,17 +96,9 @@ def conflict_table(metrics: Metrics, losses: dict[str, str], rows: int = 10) -> 
         "differently (e.g. Mapillary's bicyclist vs Cityscapes' rider) is where a loss that suppresses other "
         "datasets' classes loses IoU.",
         "",
-        f"| cross pair | class | {head} |",
-        "|---|---|" + "---|" * len(models),
+        *markdown_table(["cross pair", "class", *head], shown),
+        "",
     ]
-    for _, name, j, c in gaps[:rows]:
-        cells = []
-        for m in models:
-            own = metrics.class_iou(m, "seen", j).get(c)
-            cross = metrics.class_iou(m, "cross", name).get(c)
-            cells.append(f"{_fmt(own)} / {_fmt(cross)}")
-        lines.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
-    return lines + [""]
 
 
 def headroom_lines(metrics: Metrics, losses: dict[str, str]) -> list[str]:
@@ -233,14 +232,14 @@ def results_markdown(
         lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
     if headline_figure:
         lines += [f"![paired differences over seeds]({headline_figure})", ""]
+    paper = [[MODEL_TITLES[loss], *(f"{v:.1f}" for v in row)] for loss, row in PAPER_W18_ALL.items()]
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
         "",
-        "| method | KITTI | WildDash | CamVid | mean |",
-        "|---|---:|---:|---:|---:|",
+        *markdown_table(["method", "KITTI", "WildDash", "CamVid", "mean"], paper, "lrrrr"),
+        "",
+        "## Figures",
+        "",
     ]
-    for loss, row in PAPER_W18_ALL.items():
-        lines.append(f"| {MODEL_TITLES[loss]} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
-    lines += ["", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(lines) + "\n"

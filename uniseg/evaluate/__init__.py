@@ -1,0 +1,2 @@
+"""Evaluation: the scored tasks (`evaluation`), the protocols and scorers (`protocols`), the union readout
+(`readout`) and abstention (`abstain`)."""
