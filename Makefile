@@ -3,17 +3,20 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The seeds of the committed headline (reports/seeds/): `make seeds` recomputes only what is missing or stale
+# The seeds of the committed headline (reports/seeds/default/): `make seeds` recomputes only what is missing or stale
 # (about 37 minutes per seed on 2 cores); WORLD1_SEEDS="0 1 2" adds the second world.
 SEEDS  ?= 0 1 2 3 4
 ORACLE_SEEDS ?= 0 1 2 3
 WORLD1_SEEDS ?=
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
+# The profile `make seeds` runs: params.yaml (default) or params.<PROFILE>.yaml; results in reports/seeds/<PROFILE>/.
+PROFILE ?= default
+PARAMS := $(if $(filter default,$(PROFILE)),params.yaml,params.$(PROFILE).yaml)
 # Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install repro test quick lint format bench seeds paper lock clean
+.PHONY: help install repro test quick lint format bench seeds ladder paper lock clean
 
 help:
 	@echo "make repro   install (once) and run the whole DVC pipeline on the embedded synthetic benchmark"
@@ -23,7 +26,11 @@ help:
 	@echo "make seeds   CE (linear and cosine head) / Null BCE / C-R BCE / control over SEEDS='$(SEEDS)' (world 0) and"
 	@echo "             WORLD1_SEEDS='$(WORLD1_SEEDS)' (world 1), the oracle arm over ORACLE_SEEDS='$(ORACLE_SEEDS)' (world 0);"
 	@echo "             an empty list skips its runs; JOBS=$(JOBS) arms at once; resumable and crash-safe: runs only"
-	@echo "             what is missing or stale, then writes reports/headline.{json,md}"
+	@echo "             what is missing or stale, then writes reports/headline.{json,md}; PROFILE=name runs"
+	@echo "             params.<name>.yaml instead (results and headline in reports/seeds/<name>/)"
+	@echo "make ladder  the converged verdict's budget: CE (linear, cosine) and Null BCE at 1600-12800 iterations,"
+	@echo "             seen val splits only, until the pre-registered rule fixes B* (reports/seeds/ladder/ladder.json);"
+	@echo "             hours of a 2-core CPU, resumable: rerun it to go on"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -59,11 +66,14 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out reports/bench.json
 
 seeds: $(STAMP)
-	$(if $(strip $(SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 --jobs $(JOBS) $(foreach s,$(SEEDS),--seed $(s)))
-	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 0 --jobs $(JOBS) --arm oracle $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
-	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --world 1 --jobs $(JOBS) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
-	$(BIN)/python -m uniseg.experiments headline
-	$(BIN)/dvc repro report   # results.md embeds the new headline
+	$(if $(strip $(SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) $(foreach s,$(SEEDS),--seed $(s)))
+	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) --arm oracle $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
+	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 1 --jobs $(JOBS) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
+	$(BIN)/python -m uniseg.experiments headline --params $(PARAMS)
+	$(if $(filter default,$(PROFILE)),$(BIN)/dvc repro report   # results.md embeds the default profile's headline)
+
+ladder: $(STAMP)
+	$(BIN)/python -m uniseg.experiments ladder --params params.ladder.yaml --jobs $(JOBS)
 
 paper: $(STAMP)
 	$(BIN)/python -m uniseg.experiments queue

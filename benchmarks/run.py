@@ -15,6 +15,9 @@ timed interleaved, several rounds, and the median of each is compared.
   shard.read_last_over_first: reading the last row of a shard vs the first (O(1) access: about 1).
 - loader.stall_fraction: share of a training loop's time spent waiting for the next batch with the
   default settings (goal <= 0.10 on CPU).
+- Training on the CPU in float32 and bf16 (benchmarks/cpu_train.py): train.cpu_step_bf16_speedup,
+  train.cpu_run_bf16_speedup (a fresh short run of the engine; goal >= 1.4), train.cpu_run_best (bf16 with 2, 1 or 0
+  loader workers).
 - At the paper's resolution (benchmarks/real_scale.py): loader.images_per_s_per_worker,
   loader.speedup_vs_reference, loader.variants, loader.shard_kib_per_image, loader.workers_per_gpu,
   mine.peak_mib_1080p and evaluate.peak_mib_1080p, train.overhead_vs_bare_loop.
@@ -46,7 +49,7 @@ def _interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, float]:
 
 def bench_losses(batch: int, crop: tuple[int, int], rounds: int) -> dict:
     from uniseg import taxonomy
-    from uniseg.losses import build_loss, dataset_masks, relation_targets
+    from uniseg.model.losses import build_loss, dataset_masks, relation_targets
 
     datasets = ["cityscapes", "bdd", "idd", "mapillary"]
     spaces = {d: taxonomy.label_space(d) for d in datasets}
@@ -86,8 +89,8 @@ def bench_losses(batch: int, crop: tuple[int, int], rounds: int) -> dict:
 
 
 def bench_mining(batch: int, size: tuple[int, int], rounds: int) -> dict:
-    from uniseg.models import build_model
-    from uniseg.relations import mine_similarities
+    from uniseg.model.segmodel import build_model
+    from uniseg.relations.mining import mine_similarities
 
     torch.manual_seed(0)
     k = 70
@@ -156,8 +159,8 @@ def bench_shards(tmp: Path, rounds: int, images: int = 96) -> dict:
     from PIL import Image
 
     from uniseg.datasets.layout import list_samples
-    from uniseg.packing import write_shards
     from uniseg.shards import ShardReader
+    from uniseg.shards.packing import write_shards
 
     raw = _raw_dataset(tmp / "raw", images, (1280, 720))
 
@@ -196,14 +199,14 @@ def bench_shards(tmp: Path, rounds: int, images: int = 96) -> dict:
 
 def bench_loader(tmp: Path, iterations: int = 30) -> dict:
     """Default-profile training steps; time spent waiting in next(loader) over the total."""
-    from uniseg.data import TrainSet, make_train_loader
     from uniseg.datasets.synthetic import generate_dataset
-    from uniseg.losses import build_loss, dataset_masks, normalise_loss
-    from uniseg.models import build_model
-    from uniseg.packing import write_shards
+    from uniseg.model.inputs import normalise_batch
+    from uniseg.model.losses import build_loss, dataset_masks, normalise_loss
+    from uniseg.model.segmodel import build_model
     from uniseg.params import load_params
+    from uniseg.shards.packing import write_shards
     from uniseg.taxonomy import union
-    from uniseg.transforms import normalise_batch
+    from uniseg.train.loader import TrainSet, make_train_loader
 
     p = load_params()
     dirs, spaces = [], []
@@ -269,8 +272,11 @@ def main() -> None:
         result.update(bench_shards(Path(tmp) / "shards", args.rounds))
         print("loader ...", flush=True)
         result.update(bench_loader(Path(tmp) / "loader"))
+        from benchmarks.cpu_train import bench_cpu_training
         from benchmarks.real_scale import run_all
 
+        print("CPU training, float32 and bf16 ...", flush=True)
+        result.update(bench_cpu_training(Path(tmp) / "cpu_train"))
         result.update(run_all(Path(tmp)))
     write_json(args.out, result)
     for key, value in result.items():

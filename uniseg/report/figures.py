@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from uniseg.plotting import pyplot, save_figure
 from uniseg.report.results import cross_matrix, model_title
@@ -124,34 +123,6 @@ def plot_panels(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def plot_similarity(
-    table: pd.DataFrame, union: Sequence[str], path: str | Path, multilabels: pd.DataFrame | None = None
-) -> None:
-    """Heat map of s: rows (dataset, class), columns union classes; mined relations outlined."""
-    plt = pyplot()
-    rows = list(dict.fromkeys(zip(table["dataset"], table["class"], strict=True)))
-    index = {r: i for i, r in enumerate(rows)}
-    col = {c: j for j, c in enumerate(union)}
-    grid = np.full((len(rows), len(union)), np.nan)
-    for rec in table.rename(columns={"class": "cls"}).itertuples(index=False):
-        grid[index[(rec.dataset, rec.cls)], col[rec.other]] = rec.similarity
-    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(union) + 3), max(6, 0.2 * len(rows) + 2)))
-    im = ax.imshow(grid, cmap="magma", vmin=-0.2, vmax=1.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(union)), union, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(rows)), [f"{d}: {c}" for d, c in rows], fontsize=6)
-    if multilabels is not None:
-        for rec in multilabels.itertuples(index=False):
-            if (rec.dataset, rec.primary) in index:
-                y, x = index[(rec.dataset, rec.primary)], col[rec.secondary]
-                ax.add_patch(
-                    plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=1.5)
-                )
-    fig.colorbar(im, ax=ax, label="mean cosine similarity s", shrink=0.6)
-    ax.set_title("s: pixels of (dataset: class) vs. every union class weight (cyan: mined relation)")
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 def plot_headline(headline: dict, path: Path) -> bool:
     """The seeds headline's paired differences (headline.json), one panel per world: a dot per seed
     (its marker says the device it ran on), the mean with its 95 % interval, and zero."""
@@ -191,5 +162,45 @@ def plot_headline(headline: dict, path: Path) -> bool:
     axes[0][0].set_ylim(len(names) - 0.5, -0.5)
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    save_figure(fig, path)
+    return True
+
+
+def plot_ladder(curve: dict, decision: dict, path: Path) -> bool:
+    """The budget ladder's learning curves: seen mean mIoU against the base budget (iterations, log
+    scale), one line per arm through its mean over the seeds run, a dot per seed, B* marked when the rule
+    has fixed it. curve: {arm: {budget: {seed: seen mean}}} (experiments/ladder.py)."""
+    arms = {arm: points for arm, points in curve.items() if points}
+    if not arms:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for arm, points in arms.items():
+        budgets = sorted(points)
+        means = [sum(points[b].values()) / len(points[b]) for b in budgets]
+        (line,) = ax.plot(budgets, means, marker="o", label=arm)
+        for b in budgets:
+            ax.scatter(
+                [b] * len(points[b]), list(points[b].values()), s=10, color=line.get_color(), alpha=0.5
+            )
+    if decision.get("budget"):
+        state = "converged" if decision["converged"] else "not converged"
+        ax.axvline(decision["budget"], color="0.3", linestyle="--", linewidth=1)
+        ax.text(
+            decision["budget"],
+            ax.get_ylim()[0],
+            f" B* = {decision['budget']} ({state})",
+            fontsize=8,
+            va="bottom",
+        )
+    ax.set_xscale("log", base=2)
+    all_budgets = sorted({b for points in arms.values() for b in points})
+    ax.set_xticks(all_budgets, [str(b) for b in all_budgets])
+    ax.set_xlabel("base training budget (iterations, batch 8)")
+    ax.set_ylabel("seen mean mIoU (%)")
+    ax.set_title("Budget ladder: seen val splits only (world 0)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
     save_figure(fig, path)
     return True

@@ -1,0 +1,62 @@
+"""The budget ladder's rule (experiments/ladder.py), on made-up curves: it waits for what it needs, judges
+the deciding pair on two seeds, and falls back to the last rung, saying it is not converged."""
+
+from pathlib import Path
+
+import yaml
+
+from uniseg.experiments.ladder import decide, read_curve, write_ladder, write_rung_params
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = (1600, 3200, 6400, 12800)
+
+
+def _curve(per_arm: dict) -> dict:
+    """{arm: {budget: {seed: value}}} from {arm: {seed: [value per budget]}}."""
+    return {
+        arm: {b: {s: v[i] for s, v in seeds.items() if i < len(v)} for i, b in enumerate(BUDGETS)}
+        for arm, seeds in per_arm.items()
+    }
+
+
+def test_the_rule_scans_seed_0_then_confirms_the_deciding_pair_on_seeds_0_and_1():
+    rising = [50.0, 53.0, 54.0, 54.2]  # gains 3.0, 1.0, 0.2: the first doubling under 0.5 is 6400 -> 12800
+    curve = _curve({"ce": {0: rising}, "ce-cosine": {0: rising}, "nullbce": {0: rising}})
+    d = decide(curve)
+    assert d["budget"] is None and d["needs"] == [(6400, 1), (12800, 1)]  # seed 1 at the deciding pair
+    assert [x["meets"] for x in d["doublings"]] == [False, False, True]
+    both = _curve({a: {0: rising, 1: [None, None, 54.1, 54.3]} for a in ("ce", "ce-cosine", "nullbce")})
+    for arm in both:  # seed 1 only where it was run
+        both[arm] = {b: {s: v for s, v in seeds.items() if v is not None} for b, seeds in both[arm].items()}
+    d = decide(both)
+    assert d["budget"] == 6400 and d["retrain"] == 2133 and d["converged"] is True
+
+
+def test_a_pair_that_meets_on_seed_0_but_not_on_the_mean_does_not_decide():
+    seed0 = [50.0, 50.3, 51.5, 52.8]  # 1600 -> 3200 meets on seed 0 only
+    seed1 = [50.0, 51.2]
+    curve = _curve({a: {0: seed0, 1: seed1} for a in ("ce", "ce-cosine", "nullbce")})
+    d = decide(curve)
+    assert d["doublings"][0]["meets"] is False and d["doublings"][0]["seeds"] == [0, 1]
+    assert d["budget"] == 12800 and d["converged"] is False and "not converged" in d["reason"]
+    assert "+1.30" in d["reason"]  # the last doubling's gains are said
+
+
+def test_the_rule_waits_for_seed_0_at_the_next_rung():
+    curve = _curve({a: {0: [50.0, 52.0]} for a in ("ce", "ce-cosine", "nullbce")})
+    d = decide(curve)
+    assert d["budget"] is None and d["needs"] == [(6400, 0)]
+
+
+def test_a_rung_scores_no_unseen_set_until_asked_and_the_ladder_is_written(tmp_path):
+    rung = write_rung_params(ROOT / "params.ladder.yaml", 3200, tmp_path / "p.yaml")
+    p = yaml.safe_load(rung.read_text())
+    assert p["train"]["iters"] == 3200 and p["retrain"]["iters"] == 1066 and p["evaluate"]["unseen"] == []
+    assert p["train"]["amp_cpu"] is True
+    later = yaml.safe_load(
+        write_rung_params(ROOT / "params.ladder.yaml", 3200, tmp_path / "q.yaml", True).read_text()
+    )
+    assert later["evaluate"]["unseen"]
+    curve = read_curve(tmp_path, "ladder")
+    out = write_ladder(tmp_path, "ladder", curve, decide(curve))
+    assert out.is_file() and "smallest base budget" in out.read_text()

@@ -1,0 +1,198 @@
+"""The budget ladder: the converged verdict's training budget, decided on the seen val splits only.
+
+The rule, fixed before the first rung ran (docs/findings.md, "The budget ladder"): B* is the smallest base
+budget B of the ladder where doubling it (B -> 2B) gains less than `MIN_GAIN` (0.5) seen mIoU for every
+arm of `ARMS` (CE linear, CE cosine, Null BCE). A doubling is first judged on seed 0; the one that meets
+the rule there — the deciding pair (B*, 2B*) — is judged on the mean of seeds 0 and 1 (one seed's spread
+of Null BCE's seen mean is 0.8 mIoU), and B* is fixed only when that mean meets it too. If no doubling up to
+the last rung meets the rule, B* is the last rung — the longest budget this machine affords — and every
+report says the budget is not converged, with the last doubling's gains. The retrain budget is
+R* = B*/3 (AdamW, as now).
+
+Each rung is a profile of its own, derived from the ladder's params file (params.ladder.yaml: the
+converged run's settings, bf16 on a CPU that has bf16 units): `<profile>-b<B>`, with train.iters = B,
+retrain.iters = B // 3 and no unseen set scored until B* is fixed (`unseen=True` then scores them: the
+models are kept, only the evaluation reruns). Results in reports/seeds/<profile>-b<B>/, models in
+.seeds/<profile>-b<B>/; the ladder's numbers in reports/seeds/<profile>/ladder.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from uniseg.fsio import write_json, write_text
+from uniseg.params import load_params
+
+BUDGETS = (1600, 3200, 6400, 12800)
+ARMS = ("ce", "ce-cosine", "nullbce")
+SEEDS = (0, 1)  # seed 0 scans the ladder; seeds 0 and 1 decide the deciding pair
+MIN_GAIN = 0.5  # seen mIoU points per doubling
+RETRAIN_SHARE = 3  # R* = B* / 3
+WORLD = 0
+
+
+def rung_name(profile: str, budget: int) -> str:
+    return f"{profile}-b{budget}"
+
+
+def write_rung_params(params_file: Path, budget: int, out: Path, unseen: bool = False) -> Path:
+    """The rung's params file at `out`: the ladder profile with train.iters = `budget`, retrain.iters =
+    budget // 3 and, until the budget is fixed (`unseen` False), no unseen set scored."""
+    p = load_params(params_file).model_dump()
+    p["train"]["iters"] = budget
+    p["retrain"]["iters"] = budget // RETRAIN_SHARE
+    if not unseen:
+        p["evaluate"]["unseen"] = []
+    write_text(out, yaml.safe_dump(p, sort_keys=False))
+    return out
+
+
+def seen_mean(record: dict) -> float | None:
+    return record["metrics"].get("seen", {}).get("mean")
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def decide(curve: dict, budgets=BUDGETS, arms=ARMS, seeds=SEEDS, min_gain: float = MIN_GAIN) -> dict:
+    """Apply the rule to `curve` = {arm: {budget: {seed: seen mean}}}. Returns {"budget": B* or None,
+    "retrain": R* or None, "converged": bool or None, "doublings": [{"from", "to", "seeds", "gains": {arm:
+    gain}, "meets"}], "needs": [(budget, seed)] the runs the rule waits for, "reason": one sentence}."""
+    doublings, last = [], None
+
+    def gains(b: int, b2: int, use: tuple[int, ...]) -> dict | None:
+        out = {}
+        for arm in arms:
+            points = curve.get(arm, {})
+            lo, hi = points.get(b, {}), points.get(b2, {})
+            if any(s not in lo or s not in hi for s in use):
+                return None
+            out[arm] = round(_mean([hi[s] for s in use]) - _mean([lo[s] for s in use]), 2)
+        return out
+
+    def missing(b: int, b2: int, use: tuple[int, ...]) -> list[tuple[int, int]]:
+        return sorted(
+            {(x, s) for x in (b, b2) for s in use for arm in arms if s not in curve.get(arm, {}).get(x, {})}
+        )
+
+    for b, b2 in zip(budgets, budgets[1:], strict=False):
+        first = gains(b, b2, seeds[:1])
+        if first is None:
+            return _pending(
+                doublings, missing(b, b2, seeds[:1]), f"waiting for seed {seeds[0]} at {b} and {b2}"
+            )
+        if any(g >= min_gain for g in first.values()):
+            last = {"from": b, "to": b2, "seeds": list(seeds[:1]), "gains": first, "meets": False}
+            doublings.append(last)
+            continue
+        both = gains(b, b2, seeds)
+        if both is None:
+            doublings.append({"from": b, "to": b2, "seeds": list(seeds[:1]), "gains": first, "meets": True})
+            return _pending(
+                doublings,
+                missing(b, b2, seeds),
+                f"{b} -> {b2} meets the rule on seed {seeds[0]}: confirming on seeds {list(seeds)}",
+            )
+        last = {
+            "from": b,
+            "to": b2,
+            "seeds": list(seeds),
+            "gains": both,
+            "meets": all(g < min_gain for g in both.values()),
+        }
+        doublings.append(last)
+        if last["meets"]:
+            reason = f"{b} -> {b2} gains under {min_gain} seen mIoU for every arm on the mean of seeds {list(seeds)}"
+            return _decided(b, True, doublings, reason)
+    if last is None:
+        return _pending(doublings, [], "fewer than two rungs")
+    gains_text = ", ".join(f"{arm} {g:+.2f}" for arm, g in last["gains"].items())
+    reason = f"no doubling up to {budgets[-1]} gains under {min_gain} for every arm (last, {last['from']} -> {last['to']}: {gains_text}): the budget is not converged"
+    return _decided(budgets[-1], False, doublings, reason)
+
+
+def _pending(doublings: list, needs: list, reason: str) -> dict:
+    return {
+        "budget": None,
+        "retrain": None,
+        "converged": None,
+        "doublings": doublings,
+        "needs": needs,
+        "reason": reason,
+    }
+
+
+def _decided(budget: int, converged: bool, doublings: list, reason: str) -> dict:
+    return {
+        "budget": budget,
+        "retrain": budget // RETRAIN_SHARE,
+        "converged": converged,
+        "doublings": doublings,
+        "needs": [],
+        "reason": reason,
+    }
+
+
+def read_curve(results: Path, profile: str, budgets=BUDGETS, arms=ARMS) -> dict:
+    """{arm: {budget: {seed: seen mean}}} from the rungs' stored results (world `WORLD`)."""
+    from uniseg.experiments.headline import read_results
+
+    curve: dict = {arm: {} for arm in arms}
+    for budget in budgets:
+        for record in read_results(results / rung_name(profile, budget)):
+            value = seen_mean(record)
+            if record["world"] == WORLD and record["arm"] in curve and value is not None:
+                curve[record["arm"]].setdefault(budget, {})[record["seed"]] = value
+    return curve
+
+
+PAIRS = {"nullbce_minus_ce_cosine": ("nullbce", "ce-cosine"), "nullbce_minus_ce": ("nullbce", "ce")}
+
+
+def unseen_differences(results: Path, profile: str, budgets=BUDGETS) -> dict:
+    """Once B* is fixed: {pair: {budget: {seed: unseen-mean difference}}} over every rung's scored models —
+    how the verdict moves with training."""
+    from uniseg.experiments.headline import read_results
+
+    out: dict = {pair: {} for pair in PAIRS}
+    for budget in budgets:
+        runs: dict = {}
+        for record in read_results(results / rung_name(profile, budget)):
+            mean = record["metrics"].get("unseen", {}).get("mean")
+            if record["world"] == WORLD and mean is not None:
+                runs.setdefault(record["seed"], {})[record["arm"]] = mean
+        for pair, (a, b) in PAIRS.items():
+            found = {str(s): round(r[a] - r[b], 2) for s, r in sorted(runs.items()) if a in r and b in r}
+            if found:
+                out[pair][str(budget)] = found
+    return out
+
+
+def write_ladder(
+    results: Path, profile: str, curve: dict, decision: dict, unseen: dict | None = None
+) -> Path:
+    """reports/seeds/<profile>/ladder.json: the rule, the curve, the decision (and, once B* is fixed, the
+    rungs' unseen paired differences) and its figure, ladder.png, beside it."""
+    from uniseg.report.figures import plot_ladder
+
+    out = results / profile / "ladder.json"
+    data = {
+        "rule": __doc__.split("\n\n")[1].replace("\n", " "),
+        "budgets": list(BUDGETS),
+        "arms": list(ARMS),
+        "seeds": list(SEEDS),
+        "min_gain": MIN_GAIN,
+        "curve": {
+            arm: {str(b): {str(s): v for s, v in seeds.items()} for b, seeds in points.items()}
+            for arm, points in curve.items()
+        },
+        "decision": decision,
+    }
+    if unseen:
+        data["unseen"] = unseen
+    write_json(out, data, indent=1)
+    plot_ladder(curve, decision, out.with_suffix(".png"))
+    return out
