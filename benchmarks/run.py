@@ -21,6 +21,9 @@ timed interleaved, several rounds, and the median of each is compared.
 - At the paper's resolution (benchmarks/real_scale.py): loader.images_per_s_per_worker,
   loader.speedup_vs_reference, loader.variants, loader.shard_kib_per_image, loader.workers_per_gpu,
   mine.peak_mib_1080p and evaluate.peak_mib_1080p, train.overhead_vs_bare_loop.
+- Inference at 1080p, PyTorch against ONNX Runtime (benchmarks/onnx_speed.py): onnx.images_per_s_torch_fp32,
+  onnx.images_per_s_torch_bf16, onnx.images_per_s_ort, onnx.ort_over_torch_fp32, onnx.max_abs_diff,
+  onnx.setting.
 """
 
 from __future__ import annotations
@@ -278,6 +281,10 @@ def main() -> None:
         print("CPU training, float32 and bf16 ...", flush=True)
         result.update(bench_cpu_training(Path(tmp) / "cpu_train"))
         result.update(run_all(Path(tmp)))
+        from benchmarks.onnx_speed import bench_onnx_speed
+
+        print("inference at 1080p: PyTorch float32, bf16 and ONNX Runtime ...", flush=True)
+        result.update(bench_onnx_speed(Path(tmp) / "onnx"))
     write_json(args.out, result)
     for key, value in result.items():
         print(f"{key:<40} {value}")

@@ -154,6 +154,17 @@ CASES = [
         "each result computed once, whole (an exclusive lock per arm and per world's data)",
         "test_experiments.py::test_two_runners_on_the_same_folders_do_the_work_once",
     ),
+    (
+        "`uniseg score`: a missing or extra prediction, a size mismatch, an id outside the space, an "
+        "unreadable or colour PNG",
+        "one line naming the file; nothing written",
+        "test_score.py::test_bad_predictions_are_one_error_naming_the_file",
+    ),
+    (
+        "`uniseg export` / `predict --runtime`: not a model file, the wrong runtime for the file",
+        "one line; nothing written",
+        "test_export.py::test_the_wrong_file_or_runtime_is_one_line",
+    ),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The `uniseg` command: inspect label spaces and datasets, the synthetic benchmark, and prediction.
+"""The `uniseg` command: inspect label spaces and datasets, the synthetic benchmark, prediction, scoring and export.
 
 Each command is a thin shell: it parses arguments and calls one library function. Heavy modules are
 imported inside the commands so that `uniseg --help` stays fast.
@@ -150,6 +150,9 @@ def predict(
     eval_dir: Path = typer.Option(
         Path("reports/eval"), "--eval-dir", help="Where the evaluate stage recorded the model's θ."
     ),
+    runtime: str = typer.Option(
+        "torch", "--runtime", help="torch (a model file) or onnx (a `uniseg export` file, ONNX Runtime)."
+    ),
 ) -> None:
     """Segment images with a trained model; write a label PNG and a colour overlay per image, or a
     benchmark submission."""
@@ -167,12 +170,110 @@ def predict(
             abstain_threshold=abstain_threshold,
             submission=submission,
             eval_dir=eval_dir,
+            runtime=runtime,
         )
     if failures:
         typer.echo(f"{len(failures)} input(s) failed:", err=True)
         for path, why in failures:
             typer.echo(f"  {path}: {why}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model: Path = typer.Option(..., "--model", help="Model file written by the pipeline (models/*.pt)."),
+    out: Path = typer.Option(None, "--out", help="ONNX file to write (default: the model's name, .onnx)."),
+    scores: str = typer.Option(
+        "logits", "--scores", help="Graph output: logits, or probs (softmax or sigmoid(logits + offset))."
+    ),
+) -> None:
+    """Export a model file to ONNX (dynamic batch, height and width; classes and score function in its
+    metadata), checked against PyTorch in ONNX Runtime; `uniseg predict --runtime onnx` runs it."""
+    from uniseg.predict.export import export_model
+
+    with exit_on_user_error():
+        result = export_model(model, out, scores)
+    typer.echo(
+        f"wrote {result['out']} (opset {result['opset']}, output {result['output']}, {result['classes']} "
+        f"classes, {result['bytes'] / 2**20:.1f} MiB); ONNX Runtime vs PyTorch: max |diff| "
+        f"{result['max_abs_diff']:.2g} (tolerance {result['tolerance']:.2g})"
+    )
+
+
+@app.command()
+def score(
+    dataset: str = typer.Option(..., "--dataset", help="Dataset whose val ground truth to score against."),
+    predictions: Path = typer.Option(
+        ...,
+        "--predictions",
+        help="Folder of single-channel label PNGs named <key>.png (uniseg predict --out).",
+    ),
+    ground_truth: Path = typer.Option(
+        None,
+        "--ground-truth",
+        help="The dataset's folder in its official layout (or data/raw/<name>) instead of its shards.",
+    ),
+    shards: Path = typer.Option(
+        Path("data/shards"), "--shards", help="Shard root (ground truth by default)."
+    ),
+    ids: str = typer.Option(
+        "space",
+        "--ids",
+        help="space: label-space indices (uniseg predict --label-space); official: the dataset's own label "
+        "ids (Cityscapes labelIds, ...); union: a model's union indices.",
+    ),
+    model: Path = typer.Option(
+        None,
+        "--model",
+        help="Score only the classes this model's union has, as evaluate does; names the union.",
+    ),
+    classes: Path = typer.Option(
+        None,
+        "--classes",
+        help="The union's class names instead of --model (a JSON list or predict's classes.json).",
+    ),
+    out: Path = typer.Option(None, "--out", help="Write the result as JSON to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a Markdown table."),
+) -> None:
+    """Score a folder of predictions against a dataset's ground truth: mIoU (classes present; absent as 0)
+    and per-class IoU, as the evaluate stage scores."""
+    from uniseg.fsio import write_json
+    from uniseg.predict.score import score_predictions
+
+    with exit_on_user_error():
+        result = score_predictions(
+            dataset, predictions, shards, ground_truth, ids, model, classes, progress=not as_json
+        )
+        if out is not None:
+            write_json(out, result)
+    typer.echo(json.dumps(result) if as_json else "\n".join(_score_markdown(result)))
+
+
+def _score_markdown(result: dict) -> list[str]:
+    """The score as Markdown: a summary line and one row per class (IoU %, one decimal)."""
+    from uniseg.report.tables import markdown_table
+
+    def percent(v):
+        return "–" if v is None else f"{v:.1f}"
+
+    means = result["mean_iou"]
+    lines = [
+        f"{result['dataset']}: {result['images']} images, {result['ids']} ids; mIoU {percent(means['present'])} "
+        f"over the {result['classes_present']} classes in ground truth or prediction (uniseg, Cityscapes), "
+        f"{percent(means['all'])} over all {len(result['iou'])} with absent classes as 0 (MSeg)",
+        "",
+    ]
+    rows = [(name, percent(v)) for name, v in result["iou"].items()]
+    lines += markdown_table(("class", "IoU"), rows, "lr")
+    if result["not_scored"]:
+        lines += [
+            "",
+            f"Not scored (the union lacks them, as the evaluate stage): {', '.join(result['not_scored'])}",
+        ]
+    if result["fallbacks"]:
+        used = ", ".join(f"{a} as {b}" for a, b in result["fallbacks"].items())
+        lines += ["", f"Scored through a fallback: {used}"]
+    return lines
 
 
 def main() -> None:

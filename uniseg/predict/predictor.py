@@ -6,7 +6,9 @@ indices. With --multilabel-threshold T, a union class outside the label space re
 where its sigmoid score exceeds T (the paper's multi-label output, e.g. "bicyclist" on a rider). With
 --abstain-threshold θ, a pixel whose top probability is below θ is void (255; abstain.py). With
 --submission FILE.zip (and --label-space wilddash2), the benchmark's zip instead (submission.py), void
-where the model abstains (θ: the one the evaluate stage recorded, unless given).
+where the model abstains (θ: the one the evaluate stage recorded, unless given). With runtime "onnx",
+the model is a file that `uniseg export` wrote, run by ONNX Runtime (export.py), its ModelInfo read from
+the file's metadata; everything after the class probabilities is the same code.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from uniseg.errors import UserError, choices
 from uniseg.fsio import write_json
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+RUNTIMES = ("torch", "onnx")
 
 
 def _expand(inputs: Sequence[Path]) -> list[Path]:
@@ -37,108 +40,26 @@ def _expand(inputs: Sequence[Path]) -> list[Path]:
     return files
 
 
-def _space(name: str | None, union: list[str]) -> list[str]:
+def _space(name: str | None, union: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The classes of `--label-space` (default: the union) and their fallbacks (a class the union lacks ->
+    the union class scored in its place, e.g. CamVid's bicyclist -> rider), as evaluation resolves them."""
     if name is None:
-        return list(union)
+        return list(union), {}
     from uniseg import taxonomy
 
     try:
-        classes = taxonomy.label_space(name)
+        info = taxonomy.dataset_info(name)
+        return list(info.classes), dict(info.fallbacks)
     except UserError:
-        from uniseg.datasets.synthetic import dataset_names, label_space
+        from uniseg.datasets.synthetic import dataset_names, label_space, load_policy
 
         if name not in dataset_names():
             raise UserError(
                 f"--label-space: unknown dataset {name!r}; valid: {choices(taxonomy.known_datasets())}"
             ) from None
-        classes = label_space(name)
-    return classes
-
-
-def _threshold(model_path: Path, given: float | None, eval_dir: Path) -> float:
-    """The abstention threshold: the one given, else the one the evaluate stage recorded for this model."""
-    if given is not None:
-        if not 0 < given < 1:
-            raise UserError(f"--abstain-threshold: expected a number in (0, 1), got {given}")
-        return given
-    from uniseg.scores import read_details
-
-    path = Path(eval_dir) / Path(model_path).stem / "details.json"
-    theta = (
-        read_details(eval_dir, Path(model_path).stem)["model"].get("abstain_threshold")
-        if path.is_file()
-        else None
-    )
-    if theta is None:
-        raise UserError(
-            f"no abstention threshold for {model_path}: pass --abstain-threshold (the evaluate stage records "
-            f"one, chosen on the seen val splits, in {path})"
-        )
-    return float(theta)
-
-
-def predict_paths(
-    inputs: Sequence[Path],
-    model_path: Path,
-    out_dir: Path | None,
-    label_space: str | None = None,
-    multilabel_threshold: float | None = None,
-    device: str = "cpu",
-    height: int = 0,
-    abstain_threshold: float | None = None,
-    submission: Path | None = None,
-    eval_dir: Path = Path("reports/eval"),
-) -> list[tuple[str, str]]:
-    """Predict every image; returns [(path, why)] for the inputs that could not be read. With
-    `submission`, write the benchmark's zip instead (submission.py): every image must be read (else a
-    UserError and no zip), and pixels below the abstention threshold are void."""
-    from uniseg.model.segmodel import flush_denormals, load_model_file
-
-    if multilabel_threshold is not None and not 0 < multilabel_threshold < 1:
-        raise UserError(f"--multilabel-threshold: expected a number in (0, 1), got {multilabel_threshold}")
-    if submission is not None:
-        if label_space is None or multilabel_threshold is not None:
-            raise UserError("--submission needs --label-space (e.g. wilddash2) and no --multilabel-threshold")
-        from uniseg.predict.submission import submission_ids
-
-        submission_ids(label_space)  # a label space without a submission format fails before any work
-        abstain_threshold = _threshold(model_path, abstain_threshold, eval_dir)
-    elif out_dir is None:
-        raise UserError("give --out DIR (label PNGs and overlays) or --submission FILE.zip")
-    elif abstain_threshold is not None and not 0 < abstain_threshold < 1:
-        raise UserError(f"--abstain-threshold: expected a number in (0, 1), got {abstain_threshold}")
-    flush_denormals()
-    model, info = load_model_file(model_path, device)
-    if multilabel_threshold is not None and not info.sigmoid:
-        raise UserError(
-            f"--multilabel-threshold needs a sigmoid model; {model_path} was trained with {info.loss}"
-        )
-    files = _expand(inputs)
-    if not files:
-        raise UserError(f"no images found in {', '.join(map(str, inputs))} (suffixes {', '.join(SUFFIXES)})")
-    predictor = _Predictor(
-        model,
-        info,
-        _space(label_space, info.classes),
-        multilabel_threshold,
-        abstain_threshold,
-        device,
-        height,
-    )
-    start = time.perf_counter()
-    if submission is not None:
-        stems = [f.stem for f in files]
-        if len(set(stems)) < len(stems):
-            duplicate = next(s for s in stems if stems.count(s) > 1)
-            raise UserError(f"--submission: two images are named {duplicate!r}; one file per test image")
-        from uniseg.predict.submission import write_submission
-
-        n = write_submission(
-            ((f.stem, predictor.label(f, strict=True)[1]) for f in _progress(files)), label_space, submission
-        )
-        print(f"wrote {n} predictions in {time.perf_counter() - start:.1f}s -> {submission}", flush=True)
-        return []
-    return predictor.to_folder(files, out_dir, model_path, label_space, start)
+        classes, like = label_space(name), load_policy(name).like
+        fallbacks = taxonomy.dataset_info(like).fallbacks if like else {}
+        return classes, {c: f for c, f in fallbacks.items() if c in classes}
 
 
 def _progress(files):
@@ -151,12 +72,14 @@ class _Predictor:
     """One model's predictions in a label space (restricted argmax), with the multi-label override and
     abstention where asked."""
 
-    def __init__(self, model, info, space, multilabel_threshold, abstain_threshold, device, height):
+    def __init__(self, scores, info, space, multilabel_threshold, abstain_threshold, device, height):
+        space, fallbacks = space
         from uniseg.evaluate.protocols import make_target
 
-        self.model, self.info, self.space, self.device, self.height = model, info, space, device, height
+        # scores: normalised images [B, 3, h, w] on `device` -> class probabilities [B, K, h, w]
+        self.scores, self.info, self.space, self.device, self.height = scores, info, space, device, height
         self.multilabel, self.abstain = multilabel_threshold, abstain_threshold
-        self.target = make_target(space, info.classes)
+        self.target = make_target(space, info.classes, fallbacks)
         self.evaluated = torch.tensor(self.target.resolution.evaluated)
         # Output classes: the label space, then (multi-label) the union classes outside it.
         self.extra = [c for c in info.classes if c not in space] if multilabel_threshold is not None else []
@@ -166,7 +89,7 @@ class _Predictor:
     def label(self, path: Path, strict: bool = False) -> tuple[np.ndarray | None, np.ndarray | str]:
         """(rgb, uint8 label [H, W]) of one image, or (None, why) when it cannot be decoded (UserError
         when `strict`)."""
-        from uniseg.evaluate.protocols import model_probs, upsample
+        from uniseg.evaluate.protocols import upsample
         from uniseg.model.inputs import eval_image
 
         try:
@@ -179,7 +102,7 @@ class _Predictor:
             return None, f"cannot be decoded ({exc})"
         x = eval_image(torch.from_numpy(rgb.copy()).permute(2, 0, 1), self.height)[None].to(self.device)
         with torch.inference_mode():
-            probs = upsample(model_probs(self.model, x, self.info), rgb.shape[:2])
+            probs = upsample(self.scores(x), rgb.shape[:2])
             top = probs.index_select(1, self.target.channels.to(probs.device))[0].max(0)
             label = self.evaluated[top.indices.cpu()]
             if self.abstain is not None:
