@@ -62,6 +62,114 @@ def _space(name: str | None, union: list[str]) -> tuple[list[str], dict[str, str
         return classes, {c: f for c, f in fallbacks.items() if c in classes}
 
 
+def _threshold(model_path: Path, given: float | None, eval_dir: Path) -> float:
+    """The abstention threshold: the one given, else the one the evaluate stage recorded for the model
+    file `model_path` (its stem names its folder under `eval_dir`)."""
+    if given is not None:
+        if not 0 < given < 1:
+            raise UserError(f"--abstain-threshold: expected a number in (0, 1), got {given}")
+        return given
+    from uniseg.scores import read_details
+
+    path = Path(eval_dir) / Path(model_path).stem / "details.json"
+    theta = (
+        read_details(eval_dir, Path(model_path).stem)["model"].get("abstain_threshold")
+        if path.is_file()
+        else None
+    )
+    if theta is None:
+        raise UserError(
+            f"no abstention threshold for {model_path}: pass --abstain-threshold (the evaluate stage records "
+            f"one, chosen on the seen val splits, in {path})"
+        )
+    return float(theta)
+
+
+def _load(model_path: Path, runtime: str, device: str):
+    """(scores, info, the model file the evaluate stage knows it by): `scores` maps normalised images
+    [B, 3, h, w] to class probabilities [B, K, h, w] — PyTorch on a model file, or ONNX Runtime on a
+    `uniseg export` file (whose metadata names the model file it came from)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"--runtime: unknown runtime {runtime!r}; valid: {choices(RUNTIMES)}")
+    if runtime == "onnx":
+        from uniseg.predict.export import OnnxModel
+
+        model = OnnxModel(model_path, device)
+        return model.probs, model.info, Path(model.metadata.get("uniseg.source", model_path))
+    if Path(model_path).suffix == ".onnx":
+        raise UserError(f"{model_path}: an ONNX file; predict it with --runtime onnx")
+    from uniseg.evaluate.protocols import model_probs
+    from uniseg.model.segmodel import flush_denormals, load_model_file
+
+    flush_denormals()
+    model, info = load_model_file(model_path, device)
+    return (lambda x: model_probs(model, x, info)), info, Path(model_path)
+
+
+def predict_paths(
+    inputs: Sequence[Path],
+    model_path: Path,
+    out_dir: Path | None,
+    label_space: str | None = None,
+    multilabel_threshold: float | None = None,
+    device: str = "cpu",
+    height: int = 0,
+    abstain_threshold: float | None = None,
+    submission: Path | None = None,
+    eval_dir: Path = Path("reports/eval"),
+    runtime: str = "torch",
+) -> list[tuple[str, str]]:
+    """Predict every image with a model file (`runtime` "torch") or an exported ONNX file ("onnx");
+    returns [(path, why)] for the inputs that could not be read. With `submission`, write the benchmark's
+    zip instead (submission.py): every image must be read (else a UserError and no zip), and pixels below
+    the abstention threshold are void."""
+    if multilabel_threshold is not None and not 0 < multilabel_threshold < 1:
+        raise UserError(f"--multilabel-threshold: expected a number in (0, 1), got {multilabel_threshold}")
+    if submission is not None:
+        if label_space is None or multilabel_threshold is not None:
+            raise UserError("--submission needs --label-space (e.g. wilddash2) and no --multilabel-threshold")
+        from uniseg.predict.submission import submission_ids
+
+        submission_ids(label_space)  # a label space without a submission format fails before any work
+    elif out_dir is None:
+        raise UserError("give --out DIR (label PNGs and overlays) or --submission FILE.zip")
+    elif abstain_threshold is not None and not 0 < abstain_threshold < 1:
+        raise UserError(f"--abstain-threshold: expected a number in (0, 1), got {abstain_threshold}")
+    scores, info, known_as = _load(model_path, runtime, device)
+    if submission is not None:
+        abstain_threshold = _threshold(known_as, abstain_threshold, eval_dir)
+    if multilabel_threshold is not None and not info.sigmoid:
+        raise UserError(
+            f"--multilabel-threshold needs a sigmoid model; {model_path} was trained with {info.loss}"
+        )
+    files = _expand(inputs)
+    if not files:
+        raise UserError(f"no images found in {', '.join(map(str, inputs))} (suffixes {', '.join(SUFFIXES)})")
+    predictor = _Predictor(
+        scores,
+        info,
+        _space(label_space, info.classes),
+        multilabel_threshold,
+        abstain_threshold,
+        "cpu" if runtime == "onnx" else device,  # ONNX Runtime takes CPU arrays on any device
+        height,
+    )
+    start = time.perf_counter()
+    if submission is not None:
+        stems = [f.stem for f in files]
+        if len(set(stems)) < len(stems):
+            duplicate = next(s for s in stems if stems.count(s) > 1)
+            raise UserError(f"--submission: two images are named {duplicate!r}; one file per test image")
+        from uniseg.predict.submission import write_submission
+
+        n = write_submission(
+            ((f.stem, predictor.label(f, strict=True)[1]) for f in _progress(files)), label_space, submission
+        )
+        print(f"wrote {n} predictions in {time.perf_counter() - start:.1f}s -> {submission}", flush=True)
+        return []
+    return predictor.to_folder(files, out_dir, model_path, label_space, start)
+
+
 def _progress(files):
     from tqdm import tqdm
 
