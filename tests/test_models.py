@@ -1,4 +1,4 @@
-"""The HRNetV2 model, its classifiers and the model file."""
+"""The segmentation models (every backbone), their classifiers and the model file."""
 
 import pickle
 
@@ -47,11 +47,12 @@ def test_linear_classifier_cosine_uses_normalised_features_and_weights():
     assert torch.allclose(cos[0, :, 0, 0], expected, atol=1e-6)
 
 
-def test_model_file_round_trip_needs_no_params(tmp_path):
+@pytest.mark.parametrize("backbone", ["hrnet_w18_small", "mit_b0"])
+def test_model_file_round_trip_needs_no_params(tmp_path, backbone):
     torch.manual_seed(0)
-    model = build_model("hrnet_w18_small", "cosine", num_classes=4, t=15.0).eval()
+    model = build_model(backbone, "cosine", num_classes=4, t=15.0).eval()
     info = ModelInfo(
-        classes=["a", "b", "c", "d"], backbone="hrnet_w18_small", classifier="cosine", t=15.0, loss="nullbce"
+        classes=["a", "b", "c", "d"], backbone=backbone, classifier="cosine", t=15.0, loss="nullbce"
     )
     save_model_file(tmp_path / "m.pt", model, info)
     loaded, info2 = load_model_file(tmp_path / "m.pt")

@@ -196,6 +196,30 @@ def test_a_model_identity_covers_its_own_backbone_family_only():
     ]
 
 
+def test_adding_a_backbone_family_leaves_every_stored_result_current(tmp_path):
+    """The seeds' fingerprints of an HRNet arm (every stage it runs) ignore other families' modules and the
+    names a param may take; they follow the model's own family."""
+    import shutil
+
+    from uniseg.experiments.fingerprints import fingerprint
+    from uniseg.params import load_params
+
+    for part in ("uniseg", "stages", "dvc.yaml", "models/pretrained.pt"):
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        copy(ROOT / part, tmp_path / part)
+    params = load_params(ROOT / "params.yaml").model_dump()
+    stages = ("train", "mine", "relabel", "retrain", "evaluate")
+    before = fingerprint(stages, params, "data", tmp_path)
+    (tmp_path / "uniseg/model/backbones/newnet.py").write_text("NAMES = ('newnet_a',)\n")
+    with open(tmp_path / "uniseg/names.py", "a") as f:
+        f.write("# a new backbone's names\n")
+    assert fingerprint(stages, params, "data", tmp_path) == before
+    with open(tmp_path / "uniseg/model/backbones/hrnet.py", "a") as f:
+        f.write("# the family's own module\n")
+    assert fingerprint(stages, params, "data", tmp_path) != before
+
+
 # The pipeline's steps, bottom up: a module imports its own step and those below it, never one above.
 STEPS = [
     (

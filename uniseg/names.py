@@ -17,6 +17,12 @@ BACKBONES = (
     "hrnet_w18_small",
     "hrnet_w18",
     "hrnet_w48",
+    "mit_b0",
+    "mit_b1",
+    "mit_b2",
+    "mit_b3",
+    "mit_b4",
+    "mit_b5",
 )  # each built by its family: model/backbones/<family>.py
 CLASSIFIERS = ("linear", "cosine")  # model/segmodel.py
 # The datasets whose shards the training stages (train, mine, relabel, retrain) depend on in dvc.yaml —

@@ -54,8 +54,9 @@ def _code_files(stages: tuple[str, ...], params: dict, root: Path) -> list[Path]
     decides a model (`uniseg.identity`, which dvc.yaml's deps of them equal) with the pretrained backbone
     by content, an input of every training here as ImageNet's weights are of the paper's; the other
     stages' code comes from their dvc.yaml deps: not data, not presentation, not the metrics writer but
-    for the evaluate stage, no other stage's output (models/base.pt is a dep of mine), and of the
-    backbone families only the model's own."""
+    for the evaluate stage, no other stage's output (models/base.pt is a dep of mine), not the modules
+    that decide nothing computed (`identity.NOT_IDENTITY`: the names a param may take), and of the
+    backbone families only the model's own: adding a backbone leaves every stored result current."""
     spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     backbone = params.get("model", {}).get("backbone")  # none for the data stages
     own_family = identity.backbone_code(backbone) if backbone else ()
@@ -77,12 +78,14 @@ def _code_files(stages: tuple[str, ...], params: dict, root: Path) -> list[Path]
             if "${" in dep or dep in produced or dep.startswith(skip):
                 continue
             found = identity.code_files([dep], root)
-            files.update(f for f in found if not _other_family(f.relative_to(root).as_posix(), own_family))
+            files.update(f for f in found if _decides(f.relative_to(root).as_posix(), own_family))
     return sorted(files)
 
 
-def _other_family(path: str, own: tuple[str, ...]) -> bool:
-    return path.startswith(identity.BACKBONES + "/") and path not in own
+def _decides(path: str, own: tuple[str, ...]) -> bool:
+    """Whether a dep's file can change what a stage computes for a model of the family `own`."""
+    other_family = path.startswith(identity.BACKBONES + "/") and path not in own
+    return not other_family and path not in identity.NOT_IDENTITY
 
 
 def content_digest(directory: Path) -> str:

@@ -1,7 +1,8 @@
-"""HRNetV2 segmentation network on timm's HRNet feature extractor, with a linear or cosine classifier.
+"""The segmentation network: a backbone family's encoder and decode head, then a linear or cosine classifier.
 
-The four raw HRNet branches (strides 4, 8, 16, 32) are upsampled to stride 4, concatenated, mixed by a
-1x1 conv + BN + ReLU (the HRNetV2 head), classified per pixel and upsampled to the input size.
+The family (`model/backbones/<family>.py`) builds both: HRNetV2's head for HRNet (the four branches
+upsampled to stride 4, concatenated, mixed by a 1x1 conv + BN + ReLU), SegFormer's all-MLP head for MiT.
+The classifier labels each stride-4 feature; the logits are upsampled to the input size.
 The cosine classifier (UniSeg, Sec. 3.3) is t * <f/|f|, w/|w|>: its logits are bounded by +-t and its
 per-class cosines are what the relation-mining stage reads.
 """
@@ -17,7 +18,7 @@ from torch import nn
 
 from uniseg.errors import UserError, choices
 from uniseg.fsio import save_torch
-from uniseg.model.backbones import create_encoder
+from uniseg.model.backbones import create_decoder, create_encoder
 from uniseg.model.losses import loss_spec, sigmoid_prior
 from uniseg.names import BACKBONES, CLASSIFIERS
 
@@ -87,21 +88,19 @@ class LinearClassifier(nn.Module):
 
 
 class SegModel(nn.Module):
-    """x: normalised images [B, 3, H, W] -> logits [B, K, H, W]."""
+    """x: normalised images [B, 3, H, W] -> logits [B, K, H, W]. `head` (the family's decode head) maps the
+    encoder's four feature maps to one stride-4 map of `head.channels` channels."""
 
-    def __init__(self, encoder: nn.Module, channels: list[int], classifier: str, num_classes: int, t: float):
+    def __init__(self, encoder: nn.Module, head: nn.Module, classifier: str, num_classes: int, t: float):
         super().__init__()
         self.encoder = encoder
-        width = sum(channels)
-        self.head = nn.Sequential(
-            nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        )
+        self.head = head
         if classifier == "cosine":
-            self.classifier = CosineClassifier(width, num_classes, t)
+            self.classifier = CosineClassifier(head.channels, num_classes, t)
         else:
-            self.classifier = LinearClassifier(width, num_classes)
+            self.classifier = LinearClassifier(head.channels, num_classes)
 
-    STRIDE = 32  # HRNet's coarsest branch: inputs are padded to a multiple of it
+    STRIDE = 32  # the encoders' coarsest map: inputs are padded to a multiple of it
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel features at stride 4 of the input padded (bottom/right, zeros) to a multiple of 32:
@@ -110,12 +109,7 @@ class SegModel(nn.Module):
         ph, pw = -h % self.STRIDE, -w % self.STRIDE
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
-        branches = self.encoder(x)
-        size = branches[0].shape[-2:]
-        up = [branches[0]] + [
-            F.interpolate(b, size=size, mode="bilinear", align_corners=False) for b in branches[1:]
-        ]
-        return self.head(torch.cat(up, dim=1))
+        return self.head(self.encoder(x))
 
     def to_input_size(self, maps: torch.Tensor, size) -> torch.Tensor:
         """Maps at the feature stride [B, k, h, w] -> bilinearly upsampled to the input size [B, k, H, W]
@@ -134,7 +128,7 @@ class SegModel(nn.Module):
 
 
 def build_model(backbone: str, classifier: str, num_classes: int, t: float = 20.0, pretrained: str = "none"):
-    """An HRNetV2 SegModel with `num_classes` outputs (the size of the training union)."""
+    """A SegModel of `backbone`'s family with `num_classes` outputs (the size of the training union)."""
     if backbone not in BACKBONES:
         raise UserError(f"model.backbone: unknown backbone {backbone!r}; valid: {choices(BACKBONES)}")
     if classifier not in CLASSIFIERS:
@@ -142,7 +136,8 @@ def build_model(backbone: str, classifier: str, num_classes: int, t: float = 20.
     if num_classes < 2:
         raise UserError(f"the model needs at least 2 classes, got {num_classes}")
     encoder = create_encoder(backbone, pretrained)
-    return SegModel(encoder, list(encoder.feature_info.channels()), classifier, num_classes, t)
+    head = create_decoder(backbone, list(encoder.feature_info.channels()))
+    return SegModel(encoder, head, classifier, num_classes, t)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

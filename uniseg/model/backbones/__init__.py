@@ -1,12 +1,17 @@
-"""The backbones: the encoder contract, one module per family (`hrnet.py`), and the backbone file's
-format (written by the pretrain stage, read here only).
+"""The backbones: the encoder contract, one module per family (`hrnet.py`, `mit.py`), and the backbone
+file's format (written by the pretrain stage, read here only).
 
-The encoder contract: `create_encoder(backbone, pretrained)` returns an `nn.Module` that maps normalised
-images [B, 3, H, W] (H, W multiples of 32; normalised with `MEAN`, `STD`) to a list of four feature maps at
-strides 4, 8, 16 and 32, and whose `feature_info.channels()` gives their channels. A family module
-declares `NAMES` (the `model.backbone` values it builds) and `create(backbone)` (random weights),
-`from_hub(backbone)` and `from_checkpoint(backbone, path)` (ImageNet weights); the module is named by the
-names' first word (`uniseg.identity.family`), so a model's identity covers its own family only.
+A family module declares:
+- `NAMES`: the `model.backbone` values it builds; the module is named by the names' first word
+  (`uniseg.identity.family`: hrnet_w18 -> hrnet.py), so a model's identity covers its own family only.
+- `create(backbone)`: the encoder with random weights, an `nn.Module` that maps normalised images
+  [B, 3, H, W] (H, W multiples of 32; normalised with `MEAN`, `STD`, the ImageNet statistics every
+  family's weights were trained with) to a list of four feature maps at strides 4, 8, 16 and 32, and whose
+  `feature_info.channels()` gives their channels.
+- `from_hub(backbone)` and `from_checkpoint(backbone, path)`: the encoder with ImageNet weights (a
+  `UserError` that says where to get them when they cannot be had).
+- `decoder(backbone, channels)`: the family's decode head, an `nn.Module` that maps the four feature maps
+  to one map at stride 4 and whose `channels` attribute gives its width; the classifier labels that map.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ def family(backbone: str) -> ModuleType:
     if backbone not in module.NAMES:
         raise UserError(f"model.backbone: {backbone!r} is not one of {module.__name__}'s {module.NAMES}")
     return module
+
+
+def create_decoder(backbone: str, channels: list[int]) -> nn.Module:
+    """The decode head of `backbone`'s family over feature maps of `channels` (random weights)."""
+    return family(backbone).decoder(backbone, channels)
 
 
 def create_encoder(backbone: str, pretrained: str) -> nn.Module:
