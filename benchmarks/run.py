@@ -24,6 +24,9 @@ timed interleaved, several rounds, and the median of each is compared.
 - Inference at 1080p, PyTorch against ONNX Runtime (benchmarks/onnx_speed.py): onnx.images_per_s_torch_fp32,
   onnx.images_per_s_torch_bf16, onnx.images_per_s_ort, onnx.ort_over_torch_fp32, onnx.max_abs_diff,
   onnx.setting.
+- What each architecture costs (benchmarks/model_costs.py): arch.<backbone>.params_m, .encoder_params_m,
+  .gflops_713, .peak_mib_1080p, .seconds_1080p for SegFormer (mit_b0, mit_b4) and HRNet (hrnet_w18,
+  hrnet_w48); arch.setting.
 """
 
 from __future__ import annotations
@@ -285,6 +288,10 @@ def main() -> None:
 
         print("inference at 1080p: PyTorch float32, bf16 and ONNX Runtime ...", flush=True)
         result.update(bench_onnx_speed(Path(tmp) / "onnx"))
+    from benchmarks.model_costs import bench_model_costs
+
+    print("architectures: parameters, FLOPs, 1080p memory and time (SegFormer, HRNet) ...", flush=True)
+    result.update(bench_model_costs())
     write_json(args.out, result)
     for key, value in result.items():
         print(f"{key:<40} {value}")

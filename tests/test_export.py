@@ -26,9 +26,9 @@ AGREEMENT = 0.999  # share of pixels whose argmax (or predicted label) must agre
 LOSSES = {"cosine": "nullbce", "linear": "ce"}  # sigmoid(logits + offset) and softmax
 
 
-def _model_file(folder: Path, classifier: str) -> Path:
+def _model_file(folder: Path, classifier: str, backbone: str = "hrnet_w18_small") -> Path:
     torch.manual_seed(0)
-    model = build_model("hrnet_w18_small", classifier, len(CLASSES))
+    model = build_model(backbone, classifier, len(CLASSES))
     # BatchNorm away from the identity: the exporter folds it into the convolutions, which an untrained
     # BatchNorm (mean 0, variance 1, weight 1, bias 0) would not test.
     with torch.no_grad():
@@ -40,9 +40,9 @@ def _model_file(folder: Path, classifier: str) -> Path:
                 m.bias.normal_(0, 0.2)
     loss = LOSSES[classifier]
     offset = sigmoid_prior(len(CLASSES)) if classifier == "cosine" else 0.0
-    info = ModelInfo(CLASSES, "hrnet_w18_small", classifier, 20.0, loss, ["cityscapes"], {}, offset)
-    save_model_file(folder / f"{classifier}.pt", model, info)
-    return folder / f"{classifier}.pt"
+    info = ModelInfo(CLASSES, backbone, classifier, 20.0, loss, ["cityscapes"], {}, offset)
+    save_model_file(folder / f"{backbone}-{classifier}.pt", model, info)
+    return folder / f"{backbone}-{classifier}.pt"
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,24 @@ def test_onnx_runtime_logits_match_pytorch(loaded, classifier, size, batch):
     agreement = float((got.argmax(1) == ref.argmax(1)).float().mean())
     assert diff <= TOLERANCE * scale, f"max |onnx - torch| {diff:.3g}, logits up to {scale:.3g}"
     assert agreement >= AGREEMENT, f"argmax agreement {agreement:.5f}"
+
+
+@pytest.mark.slow
+def test_a_segformer_exports_and_onnx_runtime_matches_pytorch(tmp_path):
+    """SegFormer (mit_b0): attention over a spatially reduced key grid whose size follows the input's."""
+    from uniseg.predict.export import TOLERANCE, OnnxModel, export_model
+
+    pt = _model_file(tmp_path, "cosine", backbone="mit_b0")
+    export_model(pt, tmp_path / "mit.onnx")
+    model, onnx_model = load_model_file(pt)[0], OnnxModel(tmp_path / "mit.onnx")
+    for size in SIZES:
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            ref = model(x)
+        got = onnx_model(x)
+        assert got.shape == ref.shape
+        assert float((got - ref).abs().max()) <= TOLERANCE * max(1.0, float(ref.abs().max()))
+        assert float((got.argmax(1) == ref.argmax(1)).float().mean()) >= AGREEMENT
 
 
 @pytest.mark.slow

@@ -13,20 +13,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_params_files_are_valid():
-    for name in ("params.yaml", "params.paper.yaml", "params.tiny.yaml"):
+    names = [p.name for p in sorted(ROOT.glob("params*.yaml"))]
+    assert {"params.yaml", "params.paper.yaml", "params.paper-segformer.yaml", "params.tiny.yaml"} <= set(
+        names
+    )
+    for name in names:
         assert isinstance(load_params(ROOT / name), Params), name
 
 
 def test_the_paper_profile_leaves_the_committed_backbone_up_to_date():
-    """The paper profile uses ImageNet weights; its pretrain params (and the rendered size they depend on)
+    """The paper profiles use ImageNet weights; their pretrain params (and the rendered size they depend on)
     equal the default's, so `cp params.paper.yaml params.yaml && dvc repro` does not rerun pretraining."""
-    default, paper = load_params(ROOT / "params.yaml"), load_params(ROOT / "params.paper.yaml")
-    assert paper.model.pretrained == "timm"
-    assert paper.pretrain == default.pretrain
-    assert (paper.synthetic.height, paper.synthetic.width) == (
-        default.synthetic.height,
-        default.synthetic.width,
-    )
+    default = load_params(ROOT / "params.yaml")
+    for name in ("params.paper.yaml", "params.paper-segformer.yaml"):
+        paper = load_params(ROOT / name)
+        assert paper.model.pretrained != default.model.pretrained, name  # ImageNet weights
+        assert paper.pretrain == default.pretrain, name
+        assert (paper.synthetic.height, paper.synthetic.width) == (
+            default.synthetic.height,
+            default.synthetic.width,
+        ), name
 
 
 def test_defaults_fill_missing_sections():

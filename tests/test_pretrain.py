@@ -45,12 +45,17 @@ def test_scenes_are_deterministic_and_the_same_with_worker_processes():
 
 
 @pytest.mark.parametrize(
-    ("task", "mean_key", "per_class_key"), [("presence", "map", "ap"), ("segmentation", "miou", "iou")]
+    ("task", "mean_key", "per_class_key", "backbone"),
+    [
+        ("presence", "map", "ap", "hrnet_w18_small"),
+        ("segmentation", "miou", "iou", "hrnet_w18_small"),
+        ("segmentation", "miou", "iou", "mit_b0"),
+    ],
 )
 def test_both_tasks_train_deterministically_and_write_a_loadable_backbone_file(
-    task, mean_key, per_class_key, tmp_path
+    task, mean_key, per_class_key, backbone, tmp_path
 ):
-    cfg = PretrainParams(task=task, images=8, iters=2, batch_size=2, seed=0)
+    cfg = PretrainParams(task=task, backbone=backbone, images=8, iters=2, batch_size=2, seed=0)
     lines = []
     encoder, summary = pretrain_backbone(cfg, 64, 128, workers=1, progress=lines.append)
     again, _ = pretrain_backbone(cfg, 64, 128, workers=1, progress=lambda _: None)
