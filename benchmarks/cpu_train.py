@@ -20,24 +20,6 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _profile(tmp: Path, images: int = 64):
-    """The default profile with `images` training images per dataset rendered and sharded under tmp, on
-    random initial weights (the pretrained file is not needed to time a step)."""
-    from uniseg.datasets.synthetic import generate_dataset
-    from uniseg.params import load_params
-    from uniseg.shards.packing import write_shards
-
-    p = load_params(ROOT / "params.yaml")
-    synthetic = p.synthetic.model_copy(update={"train_images": images, "val_images": 1})
-    for name in p.train.datasets:
-        if not (tmp / "shards" / name).is_dir():
-            generate_dataset(name, tmp / "raw" / name, synthetic)
-            write_shards(tmp / "raw" / name, tmp / "shards" / name, p.shard.short_side, progress=False)
-    return p.model_copy(update={"model": p.model.model_copy(update={"pretrained": "none"})})
-
 
 def _with(p, **train):
     return p.model_copy(update={"train": p.train.model_copy(update=train)})
@@ -74,21 +56,13 @@ def step_seconds(p, shards: Path, rounds: int) -> dict[str, float]:
     return _interleaved(steps, rounds)  # two warm-up calls each: oneDNN builds its kernels on first use
 
 
-def run_seconds(p, shards: Path, out: Path, iters: int) -> float:
-    """`train_model`'s loop time for a fresh run of `iters` iterations of params `p`."""
-    from uniseg.train.engine import TrainJob, train_model
-
-    job = TrainJob.from_params(_with(p, iters=iters), shards, out / "m.pt", log_dir=out / "log")
-    job.checkpoint_path.unlink(missing_ok=True)
-    return train_model(job, progress=False)["seconds"]
-
-
 def bench_cpu_training(tmp: Path, rounds: int = 7, iters: int = 60, run_rounds: int = 3) -> dict:
     """The figures above (module docstring), measured side by side in one call."""
+    from benchmarks.real_scale import default_corpus, engine_seconds
     from uniseg.model.segmodel import cpu_has_bf16, flush_denormals
 
     flush_denormals()  # as the engine does
-    p = _profile(tmp)
+    p = default_corpus(tmp)
     shards = tmp / "shards"
     setting = (
         f"default profile ({p.model.backbone}, {p.model.classifier} head, {p.loss}, batch {p.train.batch_size}, "
@@ -108,7 +82,7 @@ def bench_cpu_training(tmp: Path, rounds: int = 7, iters: int = 60, run_rounds: 
     runs = {name: [] for name in configs}
     for r in range(run_rounds):
         for name, train in configs.items():
-            runs[name].append(run_seconds(_with(p, **train), shards, tmp / f"run-{name}-{r}", iters))
+            runs[name].append(engine_seconds(_with(p, **train), shards, tmp / f"run-{name}-{r}", iters))
     run = {k: statistics.median(v) for k, v in runs.items()}
     best = min((k for k in run if k.startswith("bf16")), key=run.get)
     return {

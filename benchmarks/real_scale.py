@@ -74,6 +74,23 @@ def cityscapes_raw(tmp: Path, n: int) -> Path:
     return tmp / "raw"
 
 
+def default_corpus(tmp: Path, images: int = 64):
+    """The default profile (params.yaml) with `images` training images per dataset rendered and sharded
+    under tmp/shards (kept when already there), on random initial weights (timing needs no pretrained
+    file); returns its params."""
+    from uniseg.datasets.synthetic import generate_dataset
+    from uniseg.params import load_params
+    from uniseg.shards.packing import write_shards
+
+    p = load_params(ROOT / "params.yaml")
+    synthetic = p.synthetic.model_copy(update={"train_images": images, "val_images": 1})
+    for name in p.train.datasets:
+        if not (tmp / "shards" / name).is_dir():
+            generate_dataset(name, tmp / "raw" / name, synthetic)
+            write_shards(tmp / "raw" / name, tmp / "shards" / name, p.shard.short_side, progress=False)
+    return p.model_copy(update={"model": p.model.model_copy(update={"pretrained": "none"})})
+
+
 def engine_seconds(p, shards: Path, out: Path, iters: int) -> float:
     """`engine.train_model`'s loop time for a fresh run of `iters` iterations of params `p` (never a
     resumed one) on the shards under `shards`, writing under `out/engine-<iters>`."""
@@ -229,21 +246,13 @@ def bench_train_overhead(tmp: Path, steady: int = 100, warm: int = 10, rounds: i
     of `warm` steps: what both spend starting the loader workers and building the first batches cancels,
     and what is left holds the real intervals' logging and checkpoints. The bare loop times its steps
     after `warm` untimed ones. Rounds interleave the three runs; medians are compared."""
-    from uniseg.datasets.synthetic import generate_dataset
     from uniseg.model.inputs import normalise_batch
     from uniseg.model.losses import build_loss, dataset_masks, normalise_loss, sigmoid_prior
     from uniseg.model.segmodel import build_model
-    from uniseg.params import load_params
-    from uniseg.shards.packing import write_shards
     from uniseg.train.engine import TrainJob
     from uniseg.train.loader import TrainSet, make_train_loader
 
-    p = load_params(ROOT / "params.yaml")
-    synthetic = p.synthetic.model_copy(update={"train_images": 64, "val_images": 1})
-    for name in p.train.datasets:
-        generate_dataset(name, tmp / "raw" / name, synthetic)
-        write_shards(tmp / "raw" / name, tmp / "shards" / name, p.shard.short_side, progress=False)
-    p = p.model_copy(update={"model": p.model.model_copy(update={"pretrained": "none"})})
+    p = default_corpus(tmp)
     train = p.train
 
     job = TrainJob.from_params(p, tmp / "shards", tmp / "unused.pt")
