@@ -78,11 +78,16 @@ def code_files(entries: Iterable[str], root: Path | None = None) -> list[Path]:
     return sorted(files)
 
 
+def hash_files(h, files: Iterable[Path], root: Path) -> None:
+    """Feed each file's path (relative to `root`) and bytes to the hash `h`, in the order given."""
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+
+
 def code_digest(entries: Iterable[str], root: Path | None = None) -> str:
     """sha256 over each file's path (relative to `root`, default `ROOT`) and bytes."""
     root, h = root or ROOT, hashlib.sha256()
-    for f in code_files(entries, root):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    hash_files(h, code_files(entries, root), root)
     return h.hexdigest()
 
 

@@ -140,7 +140,6 @@ def _stage_params(stages: tuple[str, ...], params: dict, root: Path) -> dict:
 def fingerprint(stages: tuple[str, ...], params: dict, data: str = "", root: Path = Path(".")) -> str:
     """sha256 of the stages' code (file contents), the data digest and the params the stages declare."""
     h = hashlib.sha256(data.encode())
-    for f in _code_files(stages, params, root):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    identity.hash_files(h, _code_files(stages, params, root), root)
     h.update(json.dumps(_stage_params(stages, params, root), sort_keys=True).encode())
     return h.hexdigest()[:16]
