@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # (about 37 minutes per seed on 2 cores); WORLD1_SEEDS="0 1 2" adds the second world.
 SEEDS  ?= 0 1 2 3 4
 ORACLE_SEEDS ?= 0 1 2 3
+# The oracle arms run over ORACLE_SEEDS: `oracle`, and `oracle-out` (its out-of-space relations only) on request.
+ORACLE_ARMS ?= oracle
 WORLD1_SEEDS ?=
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
@@ -24,7 +26,7 @@ help:
 	@echo "make quick   lint + the tests not marked slow (the edit loop)"
 	@echo "make bench   run the benchmarks, write reports/bench.json"
 	@echo "make seeds   CE (linear and cosine head) / Null BCE / C-R BCE / control over SEEDS='$(SEEDS)' (world 0) and"
-	@echo "             WORLD1_SEEDS='$(WORLD1_SEEDS)' (world 1), the oracle arm over ORACLE_SEEDS='$(ORACLE_SEEDS)' (world 0);"
+	@echo "             WORLD1_SEEDS='$(WORLD1_SEEDS)' (world 1), ORACLE_ARMS='$(ORACLE_ARMS)' over ORACLE_SEEDS='$(ORACLE_SEEDS)' (world 0);"
 	@echo "             an empty list skips its runs; JOBS=$(JOBS) arms at once; resumable and crash-safe: runs only"
 	@echo "             what is missing or stale, then writes reports/headline.{json,md}; PROFILE=name runs"
 	@echo "             params.<name>.yaml instead (results and headline in reports/seeds/<name>/)"
@@ -67,7 +69,7 @@ bench: $(STAMP)
 
 seeds: $(STAMP)
 	$(if $(strip $(SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) $(foreach s,$(SEEDS),--seed $(s)))
-	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) --arm oracle $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
+	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) $(foreach a,$(ORACLE_ARMS),--arm $(a)) $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
 	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 1 --jobs $(JOBS) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
 	$(BIN)/python -m uniseg.experiments headline --params $(PARAMS)
 	$(if $(filter default,$(PROFILE)),$(BIN)/dvc repro report   # results.md embeds the default profile's headline)

@@ -238,7 +238,7 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tiny_projec
     monkeypatch.chdir(tiny_project)
     params = yaml.safe_load(Path("params.yaml").read_text())
     runner = Runner(Path("params.yaml"), Path(".seeds"), Path("results"), echo=lambda line: None, threads=1)
-    arms = ("ce", "ce-cosine", "crbce", "control", "oracle", "nullbce")
+    arms = ("ce", "ce-cosine", "crbce", "control", "oracle", "oracle-out", "nullbce")
     done = {job[2]: what for job, what, _ in runner.run_all([(0, 0, a) for a in arms], workers=2)}
     assert done == dict.fromkeys(arms, "ran")
     stored = json.loads(runner.result_path(0, 0, "crbce").read_text())
@@ -249,6 +249,10 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tiny_projec
     oracle = json.loads(runner.result_path(0, 0, "oracle").read_text())["relations"]
     assert ["mapillary", "bicyclist", "rider"] in oracle["oracle"]
     assert ["mapillary", "traffic sign (back)", "traffic sign"] not in oracle["oracle"], "reported apart"
+    outside = json.loads(runner.result_path(0, 0, "oracle-out").read_text())["relations"]["oracle"]
+    assert outside and all(r in oracle["oracle"] for r in outside) and len(outside) < len(oracle["oracle"])
+    mined = stored["relations"]["triples"]  # the relations C-R BCE was retrained with, as relabel chose them
+    assert len(mined) == stored["relations"]["relations"] and all(len(t) == 4 for t in mined)
     assert runner.run(0, 0, "nullbce") == "kept"
     params["evaluate"]["height"] = 32
     Path("params.yaml").write_text(yaml.safe_dump(params))
@@ -352,3 +356,33 @@ def test_each_profile_has_its_own_results_and_headline():
     for bad in ("converged.yaml", "params.a.b.yaml", "params..yaml"):
         with pytest.raises(typer.BadParameter, match="params.<name>.yaml"):
             profile_name(Path(bad))
+
+
+def test_the_oracle_out_arm_keeps_the_oracle_s_relations_to_a_class_outside_the_dataset_s_space():
+    """Appendix B's mechanism apart: of the oracle's true relations, those whose secondary the dataset
+    cannot name (bicyclist, motorcyclist -> rider; rail track -> terrain), not the in-space supersets."""
+    from uniseg.experiments.arms import arm_params, oracle
+
+    params = arm_params(ROOT / "params.yaml", 0, 0, "oracle-out")
+    assert oracle(params, "oracle-out") == [
+        ("idd", "rail track", "terrain"),
+        ("mapillary", "bicyclist", "rider"),
+        ("mapillary", "motorcyclist", "rider"),
+    ]
+    everything = oracle(params)
+    assert ("mapillary", "lane marking - general", "road") in everything
+    assert set(oracle(params, "oracle-out")) < set(everything)
+
+
+def test_mined_triples_are_read_back_as_relabel_wrote_them(tmp_path):
+    import pandas as pd
+
+    from uniseg.experiments.seeds import _read_triples
+    from uniseg.relations.mining import MULTILABEL_COLUMNS, write_multilabels
+
+    rows = [("mapillary", "bicyclist", "rider", 0.41234567), ("idd", "curb", "sidewalk", 0.3)]
+    write_multilabels(pd.DataFrame(rows, columns=MULTILABEL_COLUMNS), tmp_path / "m.parquet")
+    assert _read_triples(tmp_path / "m.parquet") == [
+        ["mapillary", "bicyclist", "rider", 0.4123],
+        ["idd", "curb", "sidewalk", 0.3],
+    ]

@@ -72,7 +72,9 @@ def seeds(
         [0, 1, 2, 3, 4], "--seed", help="Training seeds (repeat the option)."
     ),
     arms: list[str] = typer.Option(
-        None, "--arm", help="Arms (repeat): ce, ce-cosine, nullbce, crbce, control, oracle, crbce-paper."
+        None,
+        "--arm",
+        help="Arms (repeat): ce, ce-cosine, nullbce, crbce, control, oracle, oracle-out, crbce-paper.",
     ),
     params: Path = typer.Option(Path("params.yaml"), help="The profile the arms start from."),
     jobs: int = typer.Option(

@@ -32,6 +32,7 @@ PAIRS = {
     "crbce_minus_control": ("crbce", "control"),
     "crbce_minus_nullbce": ("crbce", "nullbce"),
     "oracle_minus_control": ("oracle", "control"),
+    "oracle_out_minus_control": ("oracle-out", "control"),
     "crbce_paper_minus_nullbce": ("crbce-paper", "nullbce"),
 }
 # Per-class IoUs where the benchmark's label conflicts touch the scored classes (docs/benchmark.md).

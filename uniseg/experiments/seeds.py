@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from uniseg.errors import UserError
-from uniseg.experiments.arms import ARM_STAGES, BASE, DATASET_STAGES, arm_params, oracle
+from uniseg.experiments.arms import ARM_STAGES, BASE, DATASET_STAGES, ORACLES, arm_params, oracle
 from uniseg.experiments.fingerprints import compute_device, data_digest, fingerprint
 from uniseg.fsio import write_json, write_text
 from uniseg.scores import Metrics, read_relation_metrics
@@ -81,8 +81,8 @@ class Runner:
         self.ensure_data(world)
         params, shards = arm_params(self.params_file, world, seed, arm), self._shards(world)
         train_data = data_digest([shards / d for d in params["train"]["datasets"]])
-        if arm == "oracle":
-            train_data += json.dumps(oracle(params))
+        if arm in ORACLES:
+            train_data += json.dumps(oracle(params, arm))
         scored = sorted({*params["train"]["datasets"], *params["evaluate"]["unseen"]})
         stages = ARM_STAGES[arm]
         return {
@@ -155,20 +155,23 @@ class Runner:
             write_text(marker, key)
         self.echo(f"[seeds] world {world}: data rendered and sharded in {time.monotonic() - start:.0f} s")
 
-    def _base_model(self, world: int, seed: int, arm: str) -> Path:
-        """The current model of arm `arm` (a base), trained first when missing or stale."""
+    def _base_model(self, world: int, seed: int, arm: str) -> tuple[Path, float]:
+        """The current model of arm `arm` (a base), trained first when missing or stale; and the
+        seconds spent training it here (0 when it was current)."""
         model, current = self._model(world, seed, arm), self.fingerprints(world, seed, arm)["train"]
-        stamp = model.with_suffix(".fingerprint")
+        stamp, start = model.with_suffix(".fingerprint"), time.monotonic()
         with locked(self._lock(world, seed, arm)):
-            if not (model.is_file() and stamp.is_file() and stamp.read_text() == current):
-                self.echo(f"[seeds] world {world} seed {seed}: training the {arm} base first")
-                self._train(world, seed, arm)
-                write_text(stamp, current)
-        return model
+            if model.is_file() and stamp.is_file() and stamp.read_text() == current:
+                return model, 0.0
+            self.echo(f"[seeds] world {world} seed {seed}: training the {arm} base first")
+            self._train(world, seed, arm)
+            write_text(stamp, current)
+        return model, time.monotonic() - start
 
-    def _train(self, world: int, seed: int, arm: str) -> dict:
-        """Train the arm's model (a base model, or a retrain from its base); returns its relations block."""
-        run, shards = self._run_dir(world, seed), self._shards(world)
+    def _train(self, world: int, seed: int, arm: str) -> tuple[dict, float]:
+        """Train the arm's model (a base model, or a retrain from its base); returns its relations block
+        and the seconds spent on its base model, when that had to be trained first."""
+        run, shards, base_seconds = self._run_dir(world, seed), self._shards(world), 0.0
         p, model, logs = (
             self._params_file(world, seed, arm),
             self._model(world, seed, arm),
@@ -177,25 +180,23 @@ class Runner:
         if arm not in BASE:
             self._stage("train", params=p, shards=shards, out=model, log_dir=logs)
             if arm != "nullbce":
-                return {}
+                return {}, base_seconds
             base = model
         else:
-            base = self._base_model(world, seed, BASE[arm])
+            base, base_seconds = self._base_model(world, seed, BASE[arm])
         labels = run / f"{arm}.multilabels.parquet"
-        if arm == "oracle":
-            relations = oracle(arm_params(self.params_file, world, seed, arm))
-            _write_relations(relations, labels)
-            block = {"oracle": [list(r) for r in relations], "relations": len(relations)}
+        if arm in ORACLES:
+            _write_relations(oracle(arm_params(self.params_file, world, seed, arm), arm), labels)
         else:
             sim, rel = run / f"{arm}.similarity.parquet", run / f"{arm}.relations"
             self._stage("mine", params=p, shards=shards, model=base, out=sim)
             self._stage("relabel", params=p, shards=shards, similarity=sim, out=labels, reports=rel)
-            block = read_relation_metrics(rel / "relations.json")
+        block = self._relations(world, seed, arm)
         if arm in BASE:
             self._stage(
                 "retrain", params=p, shards=shards, base=base, multilabels=labels, out=model, log_dir=logs
             )
-        return block
+        return block, base_seconds
 
     def _evaluate(self, world: int, seed: int, arm: str) -> dict:
         run, p = self._run_dir(world, seed), self._params_file(world, seed, arm)
@@ -223,8 +224,9 @@ class Runner:
         state = "evaluate" if trained else "run"
         start = time.monotonic()
         path = self.result_path(world, seed, arm)
+        base_seconds = 0.0  # a base model trained first for this arm: its cost is the base arm's
         if state == "run":
-            relations = self._train(world, seed, arm)
+            relations, base_seconds = self._train(world, seed, arm)
             write_text(stamp, prints["train"])
         else:
             relations = self._relations(world, seed, arm)
@@ -234,7 +236,7 @@ class Runner:
             "seed": seed,
             "arm": arm,
             "fingerprint": prints,
-            "seconds": round(time.monotonic() - start),
+            "seconds": round(time.monotonic() - start - base_seconds),
             "device": compute_device(self.threads),
             "precision": self.precision(world, seed, arm),
             "profile": self.results.name,
@@ -250,12 +252,19 @@ class Runner:
         return "ran" if state == "run" else "re-evaluated"
 
     def _relations(self, world: int, seed: int, arm: str) -> dict:
-        """The relations block of a trained arm, from what its training left in .seeds/."""
-        if arm == "oracle":
-            relations = oracle(arm_params(self.params_file, world, seed, arm))
+        """The relations block of a trained arm, from what its training left in .seeds/: the mined
+        relations' scores (relations.json) and the triples themselves, (dataset, class, secondary,
+        similarity) as relabel chose them, so a result's recall and precision can be audited seed by
+        seed; an oracle arm's block is its true relations."""
+        if arm in ORACLES:
+            relations = oracle(arm_params(self.params_file, world, seed, arm), arm)
             return {"oracle": [list(r) for r in relations], "relations": len(relations)}
-        block = self._run_dir(world, seed) / f"{arm}.relations" / "relations.json"
-        return read_relation_metrics(block) or {} if arm == "nullbce" or arm in BASE else {}
+        if arm != "nullbce" and arm not in BASE:
+            return {}
+        run = self._run_dir(world, seed)
+        block = read_relation_metrics(run / f"{arm}.relations" / "relations.json") or {}
+        labels = run / f"{arm}.multilabels.parquet"
+        return {**block, "triples": _read_triples(labels)} if block and labels.is_file() else block
 
     def run_all(self, jobs: list[tuple[int, int, str]], workers: int = 1, dry_run: bool = False):
         """Bring every (world, seed, arm) of `jobs` up to date, `workers` at a time; yields (job, what was
@@ -284,6 +293,14 @@ class Runner:
             for job in jobs:
                 done, seconds = futures[job].result()
                 yield job, done, seconds
+
+
+def _read_triples(path: Path) -> list[list]:
+    """The relations of a multi-label table as [dataset, class, secondary, similarity] rows, in its order."""
+    from uniseg.relations.mining import MULTILABEL_COLUMNS, read_multilabels
+
+    table = read_multilabels(path)[MULTILABEL_COLUMNS]
+    return [[d, c, c2, round(float(s), 4)] for d, c, c2, s in table.itertuples(index=False)]
 
 
 def _write_relations(relations: list[tuple[str, str, str]], path: Path) -> None:

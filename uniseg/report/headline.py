@@ -11,6 +11,7 @@ ARM_TITLES = {
     "crbce": "C-R BCE: the Null BCE model + retrain.iters with the mined relations",
     "control": "control: the same Null BCE model + retrain.iters without relations",
     "oracle": "oracle: the same Null BCE model + retrain.iters with the true relations an unseen set scores",
+    "oracle-out": "oracle-out: the oracle with only its relations to a class outside the dataset's space",
     "crbce-paper": "C-R BCE in the paper's regime: from the backbone, the base schedule, mined relations",
 }
 
@@ -154,6 +155,7 @@ def render(headline: dict) -> str:
             "nullbce_minus_ce_cosine",
             "crbce_minus_control",
             "oracle_minus_control",
+            "oracle_out_minus_control",
         ):
             per_class = h["classes"].get(name)
             if per_class:
