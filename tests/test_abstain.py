@@ -44,6 +44,10 @@ def test_a_void_pixel_is_a_miss_and_negative_frames_count_their_void_share():
     assert r.miou["restricted"] == 100.0, "without abstention the unsure car pixel is right"
     assert r.iou[ABSTAIN] == {"road": 100.0, "car": 0.0}, "abstained on: a miss"
     assert r.negative_void == pytest.approx(100 * 2 / 3, abs=0.1), "two of the negative frame's three pixels"
+    assert r.positive_void == r.negative_void, "the positive frame has the same pixels: the same share"
+    alone = NegativeScorer(target, 0.5)
+    alone.update(_maps(logits), torch.tensor([False]))
+    assert alone.result() == (None, pytest.approx(100 * 2 / 3, abs=0.1)), "no negative frame: no share"
 
 
 def test_classes_the_union_lacks_can_be_scored_as_never_predicted():

@@ -133,7 +133,15 @@ def test_targets_are_judged_on_the_headline():
     flat = [r for r in records if r["arm"] != "nullbce"]
     flat += [_record(0, s, "nullbce", 42.0 + s + 0.1 * s, seen=52.5 + s) for s in range(5)]
     assert collect(flat)["targets"][1]["met"] is False, "as large a lead on seen as on unseen: no signature"
-    assert "| 0 | C-R BCE − control ≥ 0 on the union readout |" in render(collect(three))
+    assert "| 0 | C-R BCE − control > 0 on the union readout, 95 % interval above 0 |" in render(
+        collect(three)
+    )
+    noisy = [r for r in records if r["arm"] != "crbce"]
+    noisy += [
+        _record(0, s, "crbce", 45.0, relations=rel, union=29.0 + d) for s, d in enumerate([-1, 1, 3, -2, 2])
+    ]
+    union = next(t for t in collect(noisy)["targets"] if "union readout" in t["target"])
+    assert union["measured"].startswith("+0.60 [") and not union["met"], "a mean ≥ 0 with 0 in its interval"
 
 
 def test_the_oracle_rule_reads_the_headroom_and_the_oracle_against_its_control():
@@ -324,6 +332,7 @@ def test_the_negative_frames_are_summarised_and_paired():
             "miou": 40.0,
             "miou_abstain": abstaining,
             "negative_void": void,
+            "positive_void": void / 10,
         }
         return r
 
@@ -332,7 +341,8 @@ def test_the_negative_frames_are_summarised_and_paired():
     ]
     h = collect(records)
     assert h["arms"]["nullbce"]["negative_void"]["per_seed"] == [30.0, 32.0, 34.0]
-    assert h["arms"]["ce"]["negatives_miou"]["mean"] == 40.0 and h["arms"]["ce"]["abstain"]["mean"] == 38.0
+    assert h["arms"]["ce"]["class_miou"]["mean"] == 40.0 and h["arms"]["ce"]["abstain"]["mean"] == 38.0
+    assert h["paired"]["nullbce_minus_ce"]["positive_void"]["per_seed"] == [2.0, 2.1, 2.2]
     assert h["paired"]["nullbce_minus_ce"]["negative_void"]["per_seed"] == [20.0, 21.0, 22.0]
     assert h["arms"]["ce"]["mean"] == 50.0, "WildDash 2 stays out of the unseen mean"
     assert h["paired"]["nullbce_minus_ce"]["abstain"]["per_seed"] == [1.0, 2.0, 3.0]
@@ -340,6 +350,23 @@ def test_the_negative_frames_are_summarised_and_paired():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "nullbce_minus_ce, paired (3 seeds)" and cells[2].startswith("+2.00 ["), cells
     assert cells[3].startswith("+21.00 ["), "the void share in its own column"
+    assert cells[4].startswith("+2.10 ["), "the positive frames' void share beside it"
+
+
+def test_the_full_union_iou_is_summarised_and_paired_where_it_was_measured():
+    def record(seed, arm, iou):
+        r = _record(0, seed, arm, 50.0, union=60.0)
+        r["metrics"]["union"] |= {"mean_iou_full": iou, "mean_iou_full_reachable": iou + 10}
+        return r
+
+    h = collect(
+        [record(s, "control", 20.0 + s) for s in range(3)] + [record(s, "crbce", 22.0) for s in range(3)]
+    )
+    assert h["arms"]["control"]["union_iou"]["per_seed"] == [20.0, 21.0, 22.0]
+    assert h["paired"]["crbce_minus_control"]["union_iou_reachable"]["per_seed"] == [2.0, 1.0, 0.0]
+    text = render(h)
+    assert "full-union IoU, reachable cells" in text
+    assert "full-union IoU" not in render(collect([_record(0, 0, "ce", 50.0, union=60.0)])), "not measured"
 
 
 def test_each_profile_has_its_own_results_and_headline():

@@ -87,3 +87,43 @@ def test_the_truth_of_the_readout_and_of_the_oracle_comes_from_the_policies():
     assert ("mapillary", "ground animal", "person") not in oracle, "animals are not scored on the test sets"
     assert ("mapillary", "caravan", "vehicle fallback") not in oracle
     assert scored_secondaries(train, "kitti") == ["rider", "road", "sidewalk", "terrain"]
+
+
+# The full-union IoU. Pixels: road (bicyclist wins: a false positive) | lane marking (lane marking wins) |
+# lane marking (road wins: a miss) | bicyclist (bicyclist wins) | void world pixel (lane marking wins: ignored).
+FULL_LOGITS = [
+    [3.0, -1.0, -1.0, 1.0],
+    [-1.0, 3.0, -1.0, 1.0],
+    [-1.0, 1.0, -1.0, 3.0],
+    [3.0, -1.0, 1.0, -1.0],
+    [-1.0, 3.0, -1.0, 1.0],
+]
+FULL_WORLDS = torch.tensor([[[0, 1, 1, 2, 255]]], dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("loss", ["nullbce", "ce"])
+def test_the_full_union_iou_counts_false_positives_and_misses_alike_for_softmax_and_sigmoid(loss):
+    from uniseg.evaluate.evaluation import Task
+    from uniseg.scores import model_metrics
+
+    # The dataset's own space names road and lane-marking pixels (as road), not bicyclists: only the
+    # lane-marking cell is one a relation can reach.
+    readout = make_readout("cs", SPACE, UNION, WORLD, NAMES, covered=["road", "lane marking"])
+    scorer = ReadoutScorer(readout, sigmoid=loss != "ce")
+    info = ModelInfo(UNION, "hrnet_w18_small", "cosine", 20.0, loss)
+    scorer.update(ScoreMaps(Fixed(FULL_LOGITS), info, torch.zeros(1, 3, 1, 5), (1, 5)), FULL_WORLDS)
+    r = scorer.result()
+    assert r.iou == {"bicyclist": 50.0, "lane marking - general": 50.0}, "1 of 2 pixels in each union"
+    assert r.reachable == ("lane marking - general",)
+    entry = model_metrics({Task("union", "cs", "cs", "cs"): r})["union"]
+    assert entry["cs"]["iou_full"] == 50.0 and entry["cs"]["iou_full_reachable"] == 50.0
+    assert entry["mean_iou_full"] == 50.0 and entry["cs"]["reachable_cells"] == ["lane marking - general"]
+
+
+def test_the_headroom_leaves_out_what_only_a_convention_relation_moves():
+    from uniseg.evaluate.sources import SyntheticSource
+
+    train = ["cityscapes", "bdd", "idd", "mapillary"]
+    assert "traffic sign" in scored_secondaries(train, "camvid"), "CamVid's sign backs as traffic sign"
+    assert SyntheticSource().headroom_classes(train, "camvid") == ["road", "sidewalk"]
+    assert SyntheticSource().headroom_classes(train, "kitti") == scored_secondaries(train, "kitti")

@@ -7,9 +7,13 @@ metrics.json, the headline: {model: {group: {dataset: {"miou", "miou_merged", "c
 "<i>_in_<j>" (the val images of dataset i scored in dataset j's label space); unseen entries on the
 synthetic benchmark also hold "headroom" (mIoU points had every pixel of the classes a true relation can
 move been right; group mean "mean_headroom"); union entries (the union readout of a training dataset's
-val images, readout.py) hold "top1" and "confident" (percent; group means "mean", "mean_confident").
+val images, readout.py) hold "top1" and "confident" (percent; group means "mean", "mean_confident") and
+the full-union IoU, "iou_full" over its cells and "iou_full_reachable" over the cells a relation can reach
+(group means "mean_iou_full", "mean_iou_full_reachable"); a test set with negative frames holds the void
+share of its negative and of its positive frames ("negative_void", "positive_void").
 class_iou.json, beside it, holds the per-class numbers under the same path: {model: {group: {dataset:
-{"iou": {class: IoU}}}}}, for the readout {"top1_classes" / "confident_classes": {world class: %}}.
+{"iou": {class: IoU}}}}}, for the readout {"top1_classes" / "confident_classes": {world class: %},
+"iou_full_classes": {union class: IoU}, "reachable_cells": [union class]}.
 Metric keys such as `base.unseen.kitti.miou` and `base.unseen.kitti.iou.rider` are a contract (README,
 `dvc metrics diff`, `make seeds`).
 relations.json: {"relations": {"tau", "tau_pairs", "relations", and on synthetic data "precision",
@@ -45,8 +49,11 @@ RESTRICTED = "restricted"  # the paper's protocol: the one per-class IoUs and ex
 PROTOCOL_KEYS = {RESTRICTED: "miou", "merged": "miou_merged", "abstain": "miou_abstain"}
 EVERY_TASK = (RESTRICTED, "merged")
 NEGATIVE_VOID = "negative_void"  # % of a test set's negative-frame pixels left void (abstain.py)
+POSITIVE_VOID = "positive_void"  # ... and of its positive frames' pixels, under the same θ
 HEADROOM = "headroom"  # unseen sets (synthetic): mIoU points a relation could add at most
 TOP1, CONFIDENT = "top1", "confident"  # the union readout: outside-space top-1 right; its p > 0.5
+FULL_IOU, FULL_IOU_REACHABLE = "iou_full", "iou_full_reachable"  # the readout's full-union IoU (cells)
+REACHABLE_CELLS = "reachable_cells"  # the cells a relation can reach (a list, in class_iou.json)
 # per-dataset key -> the group's mean key (the union group's main number, top1, has the plain "mean")
 MEAN_KEYS = {
     "miou": "mean",
@@ -55,8 +62,16 @@ MEAN_KEYS = {
     HEADROOM: "mean_headroom",
     TOP1: "mean",
     CONFIDENT: "mean_confident",
+    FULL_IOU: "mean_iou_full",
+    FULL_IOU_REACHABLE: "mean_iou_full_reachable",
 }
-CLASS_KEYS = {"iou": "iou", TOP1: "top1_classes", CONFIDENT: "confident_classes"}  # per-class blocks
+# per-class blocks (class_iou.json)
+CLASS_KEYS = {
+    "iou": "iou",
+    TOP1: "top1_classes",
+    CONFIDENT: "confident_classes",
+    FULL_IOU: "iou_full_classes",
+}
 _CROSS = "_in_"
 
 
@@ -83,6 +98,11 @@ def _entry(r) -> dict:
         if r.confident is not None:
             entry[CONFIDENT] = mean_of([{"v": v} for v in r.confident.values()], "v")
             entry[CLASS_KEYS[CONFIDENT]] = r.confident
+        if r.iou is not None:
+            entry[FULL_IOU] = mean_of([{"v": v} for v in r.iou.values()], "v")
+            entry[FULL_IOU_REACHABLE] = mean_of([{"v": r.iou[c]} for c in r.reachable], "v")
+            entry[CLASS_KEYS[FULL_IOU]] = r.iou
+            entry[REACHABLE_CELLS] = list(r.reachable)
         return entry
     entry = {PROTOCOL_KEYS[p]: r.miou.get(p) for p in PROTOCOL_KEYS if p in EVERY_TASK or p in r.miou}
     entry["classes"] = r.classes[RESTRICTED]
@@ -90,6 +110,7 @@ def _entry(r) -> dict:
         entry[HEADROOM] = r.headroom
     if r.negative_void is not None:
         entry[NEGATIVE_VOID] = r.negative_void
+        entry[POSITIVE_VOID] = r.positive_void
     entry["iou"] = {c: v for c, v in r.iou[RESTRICTED].items() if v is not None}
     return entry
 
@@ -125,6 +146,7 @@ def write_details(
         key = f"{task.group}/{task.name}"
         if hasattr(r, "top1"):
             details[key] = {"images": task.images, TOP1: r.top1, CONFIDENT: r.confident, "pixels": r.pixels}
+            details[key] |= {FULL_IOU: r.iou, REACHABLE_CELLS: list(r.reachable)}
             continue
         for cls, iou in r.iou[RESTRICTED].items():
             if iou is not None:
@@ -138,7 +160,11 @@ def write_details(
             "iou": r.iou,
             "confusion": {"classes": list(r.iou[RESTRICTED]), **r.confusion},
         }
-        for name, value in ((HEADROOM, r.headroom), (NEGATIVE_VOID, r.negative_void)):
+        for name, value in (
+            (HEADROOM, r.headroom),
+            (NEGATIVE_VOID, r.negative_void),
+            (POSITIVE_VOID, r.positive_void),
+        ):
             if value is not None:
                 details[key][name] = value
     write_json(out_dir / "iou.json", rows)
@@ -186,7 +212,7 @@ CLASS_FILE = "class_iou.json"
 def write_metrics(path: Path, metrics: dict[str, dict]) -> None:
     """metrics.json without the per-class IoUs (a headline that fits a terminal), class_iou.json beside
     it with them."""
-    blocks = set(CLASS_KEYS.values())
+    blocks = {*CLASS_KEYS.values(), REACHABLE_CELLS}
     head = {m: {g: {n: ({k: v for k, v in e.items() if k not in blocks} if isinstance(e, dict) else e)
                     for n, e in group.items()} for g, group in groups.items()} for m, groups in metrics.items()}  # fmt: skip
     per_class = {m: {g: {n: {k: v for k, v in e.items() if k in blocks} for n, e in group.items()
@@ -273,10 +299,16 @@ class Metrics:
         entry = self._group(model, "union").get(name)
         return dict(entry.get(CLASS_KEYS[key]) or {}) if isinstance(entry, dict) else {}
 
-    def negative_void(self, model: str, name: str) -> float | None:
-        """% of a test set's negative-frame pixels the model left void (abstain.py), None without them."""
+    def negative_void(self, model: str, name: str, key: str = NEGATIVE_VOID) -> float | None:
+        """% of a test set's negative-frame pixels the model left void (abstain.py), None without them;
+        key POSITIVE_VOID: the same share of its positive frames' pixels."""
         entry = self._group(model, "unseen").get(name)
-        return entry.get(NEGATIVE_VOID) if isinstance(entry, dict) else None
+        return entry.get(key) if isinstance(entry, dict) else None
+
+    def reachable_cells(self, model: str, name: str) -> list[str]:
+        """The full-union readout's cells a relation can reach, on one training dataset's val images."""
+        entry = self._group(model, "union").get(name)
+        return list(entry.get(REACHABLE_CELLS) or []) if isinstance(entry, dict) else []
 
     def headroom(self, model: str, name: str | None = None) -> float | None:
         """mIoU points an unseen set (or their mean, name None) would gain had every pixel of the classes

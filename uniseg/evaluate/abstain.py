@@ -11,7 +11,8 @@ evaluation record (reports/eval/<model>/details.json).
 What a negative frame is scored by: the benchmark's own "negative mIoU" (WildDash 2, the UniSeg paper's
 Table 4) is computed on its server and its definition was not found in the benchmark's published material
 (docs/benchmark.md, "WildDash 2"). The closest honest metric is measured instead, under its own name:
-`negative_void`, the share of negative-frame pixels the model leaves void.
+`negative_void`, the share of negative-frame pixels the model leaves void — beside it `positive_void`, the
+same share of the positive frames' pixels, so that voiding everything is seen for what it is.
 """
 
 from __future__ import annotations
@@ -56,23 +57,24 @@ def threshold(counts: torch.Tensor, coverage: float = COVERAGE) -> float | None:
 
 
 class NegativeScorer:
-    """The share of the negative frames' pixels a model leaves void under threshold θ."""
+    """The share of the negative frames' pixels a model leaves void under threshold θ, and of the positive
+    frames' pixels."""
 
     def __init__(self, target: Target, theta: float):
         self.target, self.theta = target, theta
-        self.counts = torch.zeros(2, dtype=torch.float64)  # pixels, void pixels
+        self.counts = torch.zeros(2, 2, dtype=torch.float64)  # [negative, positive] x [pixels, void pixels]
 
     def update(self, maps: ScoreMaps, negative: torch.Tensor) -> None:
         """negative: bool [B] (which images of the batch are negative frames)."""
-        if not bool(negative.any()):
-            return
         _, best = maps.top(self.target)
-        best = best[negative.to(best.device)]
-        self.counts += torch.tensor([best.numel(), float((best < self.theta).sum())], dtype=torch.float64)
+        negative = negative.to(best.device)
+        for row, frames in enumerate((best[negative], best[~negative])):
+            self.counts[row] += torch.tensor([frames.numel(), float((frames < self.theta).sum())])
 
-    def result(self) -> float | None:
-        pixels, void = all_reduce_(self.counts).tolist()
-        return round(100 * void / pixels, 1) if pixels else None
+    def result(self) -> tuple[float | None, float | None]:
+        """(negative frames' void %, positive frames' void %), None for a kind with no frame."""
+        counts = all_reduce_(self.counts).tolist()
+        return tuple(round(100 * void / pixels, 1) if pixels else None for pixels, void in counts)
 
 
 class WithNegatives:
@@ -87,4 +89,5 @@ class WithNegatives:
         self.negative.update(maps, negative)
 
     def result(self) -> TaskScore:
-        return replace(self.scorer.result(), negative_void=self.negative.result())
+        negative, positive = self.negative.result()
+        return replace(self.scorer.result(), negative_void=negative, positive_void=positive)

@@ -239,6 +239,7 @@ class TaskScore:
     headroom: float | None = None
     # A test set with negative frames: % of their pixels left void by the abstention rule (abstain.py).
     negative_void: float | None = None
+    positive_void: float | None = None  # the same share of the positive frames' pixels
 
 
 class Scorer:

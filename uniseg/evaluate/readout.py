@@ -8,6 +8,14 @@ names with a class outside D_i's label space, the top-1 among the union classes 
 Figure 4's third column does), and counts it right when it is such a name; for sigmoid models also
 whether that name's probability exceeds 0.5 (Figure 4's multi-label threshold). The synthetic world map
 stored with every label is the truth; real data has none, so the readout is synthetic-only.
+
+The top-1 readout is a ranking with no false-positive side: a model that names every outside class
+everywhere would score well. Beside it, the full-union IoU: per union class c' outside D_i's space that
+another training dataset names (a cell), the IoU between the pixels whose argmax over the whole union is
+c' and the pixels of the world classes another dataset names c' (void world pixels left out) — false
+positives and false negatives both count, and the argmax is the same for softmax and sigmoid scores.
+A cell is reachable when a class of D_i's own space covers a world class that c' names, so that eq. 6
+could give its pixels c' as secondary label; the marking comes from the label tables, not from a result.
 """
 
 from __future__ import annotations
@@ -33,6 +41,20 @@ class Readout:
     outside: Target
     worlds: tuple[tuple[int, str], ...]
     accept: torch.Tensor  # bool [len(worlds), m]
+    full: Target | None = None  # the whole union: the full-union IoU's argmax
+    void: int = 256  # world ids from here on are void (not a world class)
+    reachable: frozenset[str] = frozenset()  # the cells a relation can reach (union class names)
+
+    def cells(self) -> list[tuple[int, str, torch.Tensor]]:
+        """The full-union IoU's cells: (compact outside index j, its union class, the world ids another
+        dataset names it), for every outside class that names a world class read."""
+        union = self.full.classes if self.full is not None else ()
+        out = []
+        for j in range(self.accept.shape[1]):
+            named = [w for k, (w, _) in enumerate(self.worlds) if self.accept[k, j]]
+            if named and union:
+                out.append((j, union[int(self.outside.channels[j])], torch.tensor(named, dtype=torch.long)))
+        return out
 
 
 def make_readout(
@@ -41,15 +63,21 @@ def make_readout(
     union: Sequence[str],
     world_classes: Sequence[str],
     names: dict[str, list[str]],
+    covered: Sequence[str] = (),
 ) -> Readout | None:
-    """names: {world class: its names outside `space`} (datasets.synthetic.outside_names); None when the
-    union has no class outside the dataset's space or no world class to read."""
+    """names: {world class: its names outside `space`} (datasets.synthetic.outside_names); covered: the
+    world classes the dataset's own label space names (a cell naming one of them is reachable). None when
+    the union has no class outside the dataset's space or no world class to read."""
     outside = [c for c in union if c not in set(space)]
     read = [(world_classes.index(w), w) for w in names if any(n in outside for n in names[w])]
     if not outside or not read:
         return None
     accept = torch.tensor([[c in names[w] for c in outside] for _, w in read], dtype=torch.bool)
-    return Readout(dataset, make_target(outside, union), tuple(read), accept)
+    reachable = frozenset(c for _, w in read if w in covered for c in names[w] if c in outside)
+    full = make_target(list(union), union)
+    return Readout(
+        dataset, make_target(outside, union), tuple(read), accept, full, len(world_classes), reachable
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,8 @@ class ReadoutScore:
     top1: dict[str, float]
     confident: dict[str, float] | None
     pixels: dict[str, int]
+    iou: dict[str, float] | None = None  # the full-union IoU per cell (percent), where it has pixels
+    reachable: tuple[str, ...] = ()  # the cells a relation can reach
 
 
 class ReadoutScorer:
@@ -70,6 +100,8 @@ class ReadoutScorer:
         self.readout, self.sigmoid = readout, sigmoid
         n = len(readout.worlds)
         self.counts = torch.zeros(3, n, dtype=torch.float64)  # pixels, top-1 right, confident
+        self.cells = readout.cells() if readout.full is not None else []
+        self.overlap = torch.zeros(3, len(self.cells), dtype=torch.float64)  # both, predicted, truth
 
     def update(self, maps: ScoreMaps, worlds: torch.Tensor) -> None:
         """worlds: uint8 [B, H, W] world ids at the label resolution of `maps`."""
@@ -86,16 +118,38 @@ class ReadoutScorer:
             if self.sigmoid:
                 probs = maps.probs(channels[self.readout.accept[k]])  # [B, names, H, W]
                 self.counts[2, k] += float((probs.amax(1)[mask] > THRESHOLD).sum())
+        if self.cells:
+            self._overlap(maps, worlds.to(top1.device).long())
+
+    def _overlap(self, maps: ScoreMaps, worlds: torch.Tensor) -> None:
+        full = self.readout.full
+        argmax = full.channels.to(worlds.device)[maps.predict(full)]  # union channel per pixel
+        valid = worlds < self.readout.void
+        for i, (j, _, named) in enumerate(self.cells):
+            predicted = (argmax == int(self.readout.outside.channels[j])) & valid
+            truth = torch.isin(worlds, named.to(worlds.device))
+            counts = [(predicted & truth).sum(), predicted.sum(), truth.sum()]
+            self.overlap[:, i] += torch.tensor([float(c) for c in counts], dtype=torch.float64)
 
     def result(self) -> ReadoutScore:
         all_reduce_(self.counts)
+        all_reduce_(self.overlap)
         pixels, right, sure = self.counts
         read = [(k, name) for k, (_, name) in enumerate(self.readout.worlds) if pixels[k] > 0]
         share = lambda row, k: round(100 * float(row[k] / pixels[k]), 1)  # noqa: E731
+        both, predicted, truth = self.overlap
+        union = predicted + truth - both
+        iou = {
+            name: round(100 * float(both[i] / union[i]), 1)
+            for i, (_, name, _) in enumerate(self.cells)
+            if union[i] > 0
+        }
         return ReadoutScore(
             top1={name: share(right, k) for k, name in read},
             confident={name: share(sure, k) for k, name in read} if self.sigmoid else None,
             pixels={name: int(pixels[k]) for k, name in read},
+            iou=iou if self.cells else None,
+            reachable=tuple(sorted(c for c in iou if c in self.readout.reachable)),
         )
 
 

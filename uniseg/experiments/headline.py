@@ -65,8 +65,12 @@ RELATION_KEYS = (
 # the unseen mean cannot show C-R BCE; from the second on, an oracle no better than its control means the
 # method does not help even with perfect relations.
 HEADROOM_SMALL, HEADROOM_LARGE = 0.3, 0.8
-# Of the unseen set with negative frames: its class mIoU, the same abstaining, the negative frames' void %.
-NEGATIVES = ("negatives_miou", "abstain", "negative_void")
+# Of the unseen set with negative frames: its positive frames' class mIoU, the same abstaining, the void %
+# of its negative frames and of its positive frames.
+NEGATIVES = ("class_miou", "abstain", "negative_void", "positive_void")
+VOID_SHARES = {"negative_void": scores.NEGATIVE_VOID, "positive_void": scores.POSITIVE_VOID}
+# The full-union readout (readout.py): the IoU over its cells and over the cells a relation can reach.
+FULL_UNION = {"union_iou": scores.FULL_IOU, "union_iou_reachable": scores.FULL_IOU_REACHABLE}
 
 
 @cache
@@ -99,18 +103,20 @@ def read_results(folder: Path) -> list[dict]:
 
 def _value(record: dict, group: str, name: str | None = None, cls: str | None = None) -> float | None:
     """One number of a stored result: a group's mean mIoU, a dataset's mIoU or a class's IoU; for the
-    group "union" the readout (mean or one training dataset's), for "headroom" the unseen headroom, for
-    NEGATIVES those of the unseen set with negative frames."""
+    group "union" the readout (mean or one training dataset's), for FULL_UNION its full-union IoU, for
+    "headroom" the unseen headroom, for NEGATIVES those of the unseen set with negative frames."""
     m = Metrics({"m": record["metrics"]})
     if group == "union":
         return m.readout("m", name)
+    if group in FULL_UNION:
+        return m.readout("m", name, FULL_UNION[group])
     if group == "headroom":
         return m.headroom("m", name)
     if group in NEGATIVES:  # of the unseen set that has negative frames (WildDash 2)
         for dataset in m.datasets("unseen"):
             if m.negative_void("m", dataset) is not None:
-                if group == "negative_void":
-                    return m.negative_void("m", dataset)
+                if group in VOID_SHARES:
+                    return m.negative_void("m", dataset, VOID_SHARES[group])
                 return m.score("m", "unseen", dataset, "abstain" if group == "abstain" else "restricted")
         return None
     if name is None:
@@ -129,7 +135,7 @@ def _arm(runs: dict, seeds: list[int]) -> dict:
     headroom, minutes per device."""
     ran, values = _series(runs, seeds, lambda r: _value(r, "unseen"))
     entry = {**summarise(values), "seeds": ran}
-    for key in ("seen", "union", "headroom", *NEGATIVES):
+    for key in ("seen", "union", *FULL_UNION, "headroom", *NEGATIVES):
         found = _series(runs, seeds, lambda r, key=key: _value(r, key))[1]
         if found:
             entry[key] = summarise(found)
@@ -146,8 +152,8 @@ def _arm(runs: dict, seeds: list[int]) -> dict:
 
 def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
     """Arm a − arm b per shared seed: the unseen mean (top level), the seen mean, unseen − seen (the
-    signature), the union readout and, on the set with negative frames (WildDash 2), its class mIoU, the
-    same abstaining and the negative frames' void share."""
+    signature), the union readout, the full-union IoU and, on the set with negative frames (WildDash 2),
+    its class mIoU, the same abstaining and the negative and positive frames' void shares."""
     common = [s for s in seeds if s in a and s in b and _value(a[s], "unseen") is not None]
     if not common:
         return None
@@ -155,7 +161,7 @@ def _paired(a: dict, b: dict, seeds: list[int]) -> dict | None:
     out = {**summarise(diff["unseen"]), "seeds": common}
     out["seen"] = summarise(diff["seen"])
     out["signature"] = summarise([u - v for u, v in zip(diff["unseen"], diff["seen"], strict=True)])
-    for key in ("union", *NEGATIVES):
+    for key in ("union", *FULL_UNION, *NEGATIVES):
         found = [(s, _value(a[s], key), _value(b[s], key)) for s in common]
         found = [(s, x - y) for s, x, y in found if x is not None and y is not None]
         if found:

@@ -14,6 +14,11 @@ converged run's settings, bf16 on a CPU that has bf16 units): `<profile>-b<B>`, 
 retrain.iters = B // 3 and no unseen set scored until B* is fixed (`unseen=True` then scores them: the
 models are kept, only the evaluation reruns). Results in reports/seeds/<profile>-b<B>/, models in
 .seeds/<profile>-b<B>/; the ladder's numbers in reports/seeds/<profile>/ladder.json.
+
+The rungs' models (`.seeds/<profile>-b<B>/world0/seed<S>/<arm>.pt` and the `.fingerprint` stamp beside
+each) are committed with the results (`git add -f`; .seeds/ is otherwise not in git): the ladder spans
+more working periods than a machine keeps its files, and seeds 0-1 at B* — the verdict's — and the
+unseen scoring of every rung then need no retraining (about 6 MB a model).
 """
 
 from __future__ import annotations

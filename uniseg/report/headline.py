@@ -15,6 +15,8 @@ ARM_TITLES = {
     "crbce-paper": "C-R BCE in the paper's regime: from the backbone, the base schedule, mined relations",
 }
 
+# The full-union readout's columns, where a headline has them (experiments/headline.py's keys).
+FULL_UNION = {"union_iou": "full-union IoU", "union_iou_reachable": "full-union IoU, reachable cells"}
 # The columns of a world's table of arms and of its paired differences.
 ARMS_HEADER = [
     "arm",
@@ -90,6 +92,8 @@ def render(headline: dict) -> str:
             where = "; ".join(f"{d}: seeds {', '.join(map(str, s))}" for d, s in h["devices"].items())
             lines += [f"Computed on {where}.", ""]
         rows = []
+        # The full-union IoU (over all cells; over the cells a relation can reach) where it was measured.
+        full = [k for k in FULL_UNION if any(k in a for a in h["arms"].values())]
         for arm, a in h["arms"].items():
             only = "" if a["seeds"] == h["seeds"] else f" (seeds {', '.join(map(str, a['seeds']))})"
             rows.append(
@@ -100,11 +104,13 @@ def render(headline: dict) -> str:
                     ", ".join(f"{v:.1f}" for v in a["per_seed"]),
                     _mean(a, "seen"),
                     _mean(a, "union"),
+                    *(_mean(a, k) for k in full),
                     _mean(a, "headroom", ".2f"),
                     ", ".join(f"{m} ({d})" for d, m in a["minutes"].items()),
                 ]
             )
-        lines += markdown_table(ARMS_HEADER, rows, "l" * 8 + "r")
+        header = [*ARMS_HEADER[:7], *(FULL_UNION[k] for k in full), *ARMS_HEADER[7:]]
+        lines += markdown_table(header, rows, "l" * (8 + len(full)) + "r")
         if h["paired"]:
             rows = [
                 [
@@ -114,11 +120,13 @@ def render(headline: dict) -> str:
                     _ci(d.get("seen")),
                     _ci(d.get("signature")),
                     _ci(d.get("union")),
+                    *(_ci(d.get(k)) for k in full),
                 ]
                 for name, d in h["paired"].items()
             ]
-            lines += ["", *markdown_table(PAIRED_HEADER, rows)]
+            lines += ["", *markdown_table([*PAIRED_HEADER, *(FULL_UNION[k] for k in full)], rows)]
         negatives = [(arm, a) for arm, a in h["arms"].items() if "negative_void" in a]
+        positive = [True] if any("positive_void" in a for _, a in negatives) else []
         if negatives:
             lines += [
                 "",
@@ -134,19 +142,22 @@ def render(headline: dict) -> str:
                         _mean({"x": wd2} if wd2 else None, "x"),
                         _mean(a, "abstain"),
                         _mean(a, "negative_void"),
+                        *(_mean(a, "positive_void") for _ in positive),
                     ]
                 )
             rows += [
                 [
                     f"{name}, paired ({len(d['negative_void']['seeds'])} seeds)",
-                    _ci(d.get("negatives_miou")),
+                    _ci(d.get("class_miou")),
                     _ci(d.get("abstain")),
                     _ci(d["negative_void"]),
+                    *(_ci(d.get("positive_void")) for _ in positive),
                 ]
                 for name, d in h["paired"].items()
                 if "negative_void" in d
             ]
             header = ["arm", "class mIoU", "class mIoU, abstaining", "negative pixels void %"]
+            header += ["positive pixels void %" for _ in positive]
             lines += ["", *markdown_table(header, rows)]
         if h.get("oracle_rule"):
             lines += ["", f"The oracle rule: {h['oracle_rule']}"]

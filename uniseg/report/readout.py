@@ -13,9 +13,15 @@ import numpy as np
 from uniseg.plotting import pyplot, save_figure
 from uniseg.report.stored import stored_samples
 from uniseg.report.tables import markdown_table
-from uniseg.scores import CONFIDENT, TOP1, Metrics, read_outside_examples
+from uniseg.scores import CONFIDENT, FULL_IOU, FULL_IOU_REACHABLE, TOP1, Metrics, read_outside_examples
 
 THRESHOLD = 0.5  # the paper's multi-label threshold (readout.THRESHOLD; not imported: no torch here)
+MEASURES = (
+    (TOP1, "top-1"),
+    (CONFIDENT, "p > 0.5"),
+    (FULL_IOU, "full-union IoU"),
+    (FULL_IOU_REACHABLE, "full-union IoU, reachable"),
+)
 
 
 def _fmt(v) -> str:
@@ -34,7 +40,7 @@ def readout_section(metrics: Metrics, titles: dict[str, str]) -> list[str]:
         + [_fmt(metrics.readout(model, n, key)) for n in names]
         + [_fmt(metrics.readout(model, key=key))]
         for model in models
-        for key, label in ((TOP1, "top-1"), (CONFIDENT, "p > 0.5"))
+        for key, label in MEASURES
         if metrics.readout(model, key=key) is not None
     ]
     first = models[0]
@@ -51,7 +57,12 @@ def readout_section(metrics: Metrics, titles: dict[str, str]) -> list[str]:
         "Mapillary's `lane marking - general`, IDD's grass is the others' `terrain`): the top-1 among the "
         "union classes outside the dataset's space, read as the paper's Figure 4 reads it. *top-1*: % of "
         "those pixels (mean over the world classes) whose top-1 is such a name; *p > 0.5*: % whose such "
-        "name also has probability above 0.5 (sigmoid models).",
+        "name also has probability above 0.5 (sigmoid models). *full-union IoU*: per union class c′ outside "
+        "the dataset's space that another dataset names (a cell), the IoU between the pixels whose argmax "
+        "over the whole union is c′ and the pixels another dataset names c′ — false positives count too, "
+        "the same for softmax and sigmoid — averaged over the cells, and over the cells a relation can "
+        "reach (a class of the dataset's own space covers the pixels, so eq. 6 could add c′ as secondary "
+        "label; marked from the label tables).",
         "",
         *markdown_table(["model", "measure", *names, "mean"], rows, "ll" + "r" * (len(names) + 1)),
         "",
@@ -61,7 +72,22 @@ def readout_section(metrics: Metrics, titles: dict[str, str]) -> list[str]:
             ["images", "world class", *(titles[m] for m in models)], classes, "ll" + "r" * len(models)
         ),
         "",
+        *_cells(metrics, models, names, titles),
     ]
+
+
+def _cells(metrics: Metrics, models: list[str], names: list[str], titles: dict[str, str]) -> list[str]:
+    """The full-union IoU per cell (reachable cells marked), where the evaluation measured it."""
+    rows = [
+        [name, cell + (" (reachable)" if cell in metrics.reachable_cells(models[0], name) else "")]
+        + [_fmt(metrics.readout_classes(m, name, FULL_IOU).get(cell)) for m in models]
+        for name in names
+        for cell in metrics.readout_classes(models[0], name, FULL_IOU)
+    ]
+    if not rows:
+        return []
+    header = ["images", "union class (cell)", *(titles[m] for m in models)]
+    return ["Full-union IoU per cell:", "", *markdown_table(header, rows, "ll" + "r" * len(models)), ""]
 
 
 def draw_readout(eval_dir: Path, details: dict, labels: dict, datasets, shards: Path, path: Path) -> bool:
