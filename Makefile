@@ -10,6 +10,11 @@ ORACLE_SEEDS ?= 0 1 2 3
 # The oracle arms run over ORACLE_SEEDS: `oracle`, and `oracle-out` (its out-of-space relations only) on request.
 ORACLE_ARMS ?= oracle
 WORLD1_SEEDS ?=
+# The arms of world 1 (empty: the default arms, as on world 0).
+WORLD1_ARMS ?=
+# The converged verdict's seeds (`make converged`): every arm on world 0 and, on world 1, CE (cosine),
+# Null BCE, C-R BCE and control.
+CONVERGED_SEEDS ?= 0 1 2
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
 # The profile `make seeds` runs: params.yaml (default) or params.<PROFILE>.yaml; results in reports/seeds/<PROFILE>/.
@@ -18,7 +23,7 @@ PARAMS := $(if $(filter default,$(PROFILE)),params.yaml,params.$(PROFILE).yaml)
 # Stage commands (`python -m stages.<name>`) and dvc must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install repro test quick lint format bench seeds ladder paper lock clean
+.PHONY: help install repro test quick lint format bench seeds ladder converged paper lock clean
 
 help:
 	@echo "make repro   install (once) and run the whole DVC pipeline on the embedded synthetic benchmark"
@@ -33,6 +38,9 @@ help:
 	@echo "make ladder  the converged verdict's budget: CE (linear, cosine) and Null BCE at 1600-12800 iterations,"
 	@echo "             seen val splits only, until the pre-registered rule fixes B* (reports/seeds/ladder/ladder.json);"
 	@echo "             hours of a 2-core CPU, resumable: rerun it to go on"
+	@echo "make converged  once the ladder fixed B*: params.converged.yaml and the verdict's arms at B* over"
+	@echo "             CONVERGED_SEEDS='$(CONVERGED_SEEDS)' (world 0: every arm with oracle and oracle-out; world 1: four"
+	@echo "             arms), the rung's kept models adopted; results and headline in reports/seeds/converged/"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -70,12 +78,17 @@ bench: $(STAMP)
 seeds: $(STAMP)
 	$(if $(strip $(SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) $(foreach s,$(SEEDS),--seed $(s)))
 	$(if $(strip $(ORACLE_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 0 --jobs $(JOBS) $(foreach a,$(ORACLE_ARMS),--arm $(a)) $(foreach s,$(ORACLE_SEEDS),--seed $(s)))
-	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 1 --jobs $(JOBS) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
+	$(if $(strip $(WORLD1_SEEDS)),$(BIN)/python -m uniseg.experiments seeds --params $(PARAMS) --world 1 --jobs $(JOBS) $(foreach a,$(WORLD1_ARMS),--arm $(a)) $(foreach s,$(WORLD1_SEEDS),--seed $(s)))
 	$(BIN)/python -m uniseg.experiments headline --params $(PARAMS)
 	$(if $(filter default,$(PROFILE)),$(BIN)/dvc repro report   # results.md embeds the default profile's headline)
 
 ladder: $(STAMP)
 	$(BIN)/python -m uniseg.experiments ladder --params params.ladder.yaml --jobs $(JOBS)
+
+converged: $(STAMP)
+	$(BIN)/python -m uniseg.experiments converged --params params.ladder.yaml
+	$(MAKE) seeds PROFILE=converged SEEDS="$(CONVERGED_SEEDS)" ORACLE_SEEDS="$(CONVERGED_SEEDS)" \
+		ORACLE_ARMS="oracle oracle-out" WORLD1_SEEDS="$(CONVERGED_SEEDS)" WORLD1_ARMS="ce-cosine nullbce crbce control"
 
 paper: $(STAMP)
 	$(BIN)/python -m uniseg.experiments queue

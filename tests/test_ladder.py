@@ -60,3 +60,41 @@ def test_a_rung_scores_no_unseen_set_until_asked_and_the_ladder_is_written(tmp_p
     curve = read_curve(tmp_path, "ladder")
     out = write_ladder(tmp_path, "ladder", curve, decide(curve))
     assert out.is_file() and "smallest base budget" in out.read_text()
+
+
+def test_the_converged_profile_is_the_ladder_s_at_b_star_and_adopts_the_rung_s_models(tmp_path):
+    import pytest
+
+    from uniseg.errors import UserError
+    from uniseg.experiments.ladder import adopt_models, write_converged
+    from uniseg.experiments.seeds import Runner
+
+    waiting = decide(_curve({a: {0: [50.0, 52.0]} for a in ("ce", "ce-cosine", "nullbce")}))
+    with pytest.raises(UserError, match="not fixed B"):
+        write_converged(ROOT / "params.ladder.yaml", waiting, tmp_path / "params.converged.yaml", "ladder")
+    rising = [50.0, 53.0, 54.0, 54.2]
+    never = decide(_curve({a: {0: rising, 1: rising} for a in ("ce", "ce-cosine", "nullbce")}))
+    never = {**never, "budget": 12800, "retrain": 4266, "converged": False}
+    out = write_converged(ROOT / "params.ladder.yaml", never, tmp_path / "params.converged.yaml", "ladder")
+    text = out.read_text()
+    assert "B* = 12800" in text and "not converged" in text
+    p = yaml.safe_load(text)
+    rung = yaml.safe_load(
+        write_rung_params(ROOT / "params.ladder.yaml", 12800, tmp_path / "r.yaml").read_text()
+    )
+    assert p["train"]["iters"] == 12800 and p["retrain"]["iters"] == 4266 and p["evaluate"]["unseen"]
+    assert {k: v for k, v in p.items() if k != "evaluate"} == {
+        k: v for k, v in rung.items() if k != "evaluate"
+    }
+    # The rung's kept models land where the converged profile's runner looks for them.
+    rung_work, work = tmp_path / "rung", tmp_path / "converged"
+    model = rung_work / "world0" / "seed1" / "nullbce.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"weights")
+    model.with_suffix(".fingerprint").write_text("abc")
+    copied = adopt_models(rung_work, work)
+    runner = Runner(out, work, tmp_path / "results")
+    assert (
+        runner._model(0, 1, "nullbce") in copied and runner._model(0, 1, "nullbce").read_bytes() == b"weights"
+    )
+    assert len(copied) == 2 and adopt_models(rung_work, work) == [], "nothing copied twice"

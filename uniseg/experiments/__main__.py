@@ -4,6 +4,7 @@ queue      the paper's grid on real data as queued DVC experiments (`make paper`
 table      the grid's results as one table (reports/paper_tables.md)
 seeds      the headline's arms per (world, seed), stored in reports/seeds/<profile>/ (`make seeds`)
 ladder     the converged verdict's budget, decided on the seen val splits (`make ladder`)
+converged  the converged profile from the ladder's decision, its kept models adopted (`make converged`)
 headline   the profile's headline.json and .md from its stored, current results
 """
 
@@ -159,6 +160,25 @@ def ladder(
                     )
             differences = lad.unseen_differences(RESULTS, name)
             lad.write_ladder(RESULTS, name, curve, decision, differences)
+
+
+@app.command()
+def converged(
+    params: Path = typer.Option(Path("params.ladder.yaml"), help="The ladder's profile."),
+    out: Path = typer.Option(Path("params.converged.yaml"), help="The converged profile to write."),
+) -> None:
+    """Once the ladder has fixed B*: write the converged profile (the ladder's at B* and R*, scoring the
+    unseen sets) and adopt the rung B*'s kept models, so its seeds 0-1 are scored, not retrained."""
+    from uniseg.experiments import ladder as lad
+
+    with exit_on_user_error():
+        name = profile_name(params)
+        decision = lad.decide(lad.read_curve(RESULTS, name))
+        written = lad.write_converged(params, decision, out, name)
+        rung = WORK / lad.rung_name(name, decision["budget"])
+        copied = lad.adopt_models(rung, WORK / profile_name(out))
+    typer.echo(f"[converged] B* = {decision['budget']}, R* = {decision['retrain']}: {decision['reason']}")
+    typer.echo(f"[converged] {written}; {len(copied)} kept files of {rung} adopted")
 
 
 @app.command()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from uniseg.errors import UserError
 from uniseg.fsio import write_json, write_text
 from uniseg.params import load_params
 
@@ -52,6 +53,46 @@ def write_rung_params(params_file: Path, budget: int, out: Path, unseen: bool = 
         p["evaluate"]["unseen"] = []
     write_text(out, yaml.safe_dump(p, sort_keys=False))
     return out
+
+
+CONVERGED_HEADER = """\
+# The converged profile (`make converged`), written by `python -m uniseg.experiments converged` from the
+# budget ladder's decision (reports/seeds/{profile}/ladder.json): the ladder's profile at B* = {budget}
+# and R* = {retrain} iterations ({verdict}), scoring the unseen sets. Do not edit: rerun the command.
+"""
+
+
+def write_converged(params_file: Path, decision: dict, out: Path, profile: str) -> Path:
+    """The converged profile at `out`: the ladder's params at B* and R* (the rung B*'s params with the unseen
+    sets scored), with a header saying where it came from. UserError while the rule has not fixed B*."""
+    if decision.get("budget") is None:
+        raise UserError(f"the ladder has not fixed B* yet: {decision.get('reason')} (`make ladder` goes on)")
+    write_rung_params(params_file, decision["budget"], out, unseen=True)
+    verdict = "converged by the rule" if decision["converged"] else "not converged: the longest rung"
+    header = CONVERGED_HEADER.format(profile=profile, verdict=verdict, **decision)
+    write_text(out, header + out.read_text(encoding="utf-8"))
+    return out
+
+
+def adopt_models(rung_work: Path, work: Path, seeds=SEEDS, arms=ARMS, world: int = WORLD) -> list[Path]:
+    """Copy the rung B*'s kept models and their fingerprint stamps into the converged profile's work folder
+    (`.seeds/<profile>-b<B*>/` -> `.seeds/converged/`): the same params, code and data give the same
+    training fingerprint, so the runner scores them instead of training them again. Returns the copies."""
+    import shutil
+
+    copied = []
+    for seed in seeds:
+        for arm in arms:
+            model = rung_work / f"world{world}" / f"seed{seed}" / f"{arm}.pt"
+            for path in (model, model.with_suffix(".fingerprint")):
+                if not path.is_file():
+                    continue
+                target = work / path.relative_to(rung_work)
+                if not target.is_file():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+                    copied.append(target)
+    return copied
 
 
 def seen_mean(record: dict) -> float | None:
