@@ -305,3 +305,41 @@ def test_scoring_a_few_classes_at_a_time_predicts_as_the_full_maps(monkeypatch, 
                 protocol
             )
         assert torch.allclose(maps.probs(torch.tensor([0, 4, 10])), full[:, [0, 4, 10]], atol=1e-6)
+
+
+def test_a_set_with_negative_frames_is_scored_without_abstention_when_no_seen_split_gives_theta(tmp_path):
+    """No seen split scored (evaluate.seen empty, or a model whose datasets are not among them): no θ, so
+    WildDash 2 is scored as any set — once a crash, its negative frames' void labels sent to a plain scorer."""
+    from PIL import Image
+
+    from uniseg.datasets.layout import DatasetMeta, write_meta
+    from uniseg.evaluate.evaluation import evaluate_model
+    from uniseg.model.segmodel import ModelInfo
+    from uniseg.params import parse_params
+    from uniseg.shards.packing import write_shards
+
+    raw = tmp_path / "raw"
+    (raw / "val").mkdir(parents=True)
+    label = np.zeros((32, 64), dtype=np.uint8)
+    label[:8] = 1
+    for key, lab in (("p0", label), ("n0", np.full((32, 64), 255, dtype=np.uint8))):
+        Image.new("RGB", (64, 32), (90, 90, 90)).save(raw / "val" / f"{key}.png")
+        Image.fromarray(lab).save(raw / "val" / f"{key}.label.png")
+    write_meta(raw, DatasetMeta("wilddash2", "real", ["road", "sky"], {"val": 2}, negatives=["n0"]))
+    write_shards(raw, tmp_path / "shards" / "wilddash2", short_side=32, progress=False)
+
+    class Road(torch.nn.Module):  # road everywhere
+        def forward(self, x):
+            return torch.stack([torch.ones_like(x[:, 0]), torch.zeros_like(x[:, 0])], 1)
+
+    p = parse_params(
+        {
+            "data": {"source": "real"},
+            "evaluate": {"unseen": ["wilddash2"], "seen": [], "cross": False, "height": 32, "workers": 0},
+        }
+    )
+    info = ModelInfo(["road", "sky"], "hrnet_w18_small", "cosine", 20.0, "ce", datasets=["cityscapes"])
+    results, _, record = evaluate_model(Road(), info, p, tmp_path / "shards")
+    (score,) = results.values()
+    assert record["abstain_threshold"] is None and score.negative_void is None
+    assert score.iou["restricted"]["road"] == 75.0, "24 of 32 rows are road; the negative frame is void"

@@ -413,3 +413,28 @@ def test_mined_triples_are_read_back_as_relabel_wrote_them(tmp_path):
         ["mapillary", "bicyclist", "rider", 0.4123],
         ["idd", "curb", "sidewalk", 0.3],
     ]
+
+
+def test_restamp_carries_over_only_results_that_were_current_before_the_change(tmp_path, monkeypatch):
+    from uniseg.experiments.seeds import Runner
+
+    runner = Runner(ROOT / "params.yaml", tmp_path / "work", tmp_path / "results", echo=lambda line: None)
+    old, new = {"train": "t1", "evaluate": "e1"}, {"train": "t1", "evaluate": "e2"}
+    monkeypatch.setattr(
+        Runner, "fingerprints", lambda self, w, s, a, code=Path("."): old if code != Path(".") else new
+    )
+    for arm, stored in (("ce", old), ("ce-cosine", {"train": "t0", "evaluate": "e0"}), ("nullbce", new)):
+        path = runner.result_path(0, 0, arm)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"world": 0, "seed": 0, "arm": arm, "fingerprint": stored}))
+    stamp = runner._model(0, 0, "ce").with_suffix(".fingerprint")
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text("t1")
+    assert runner.restamp(0, 0, "ce", tmp_path / "before") == "restamped"
+    assert json.loads(runner.result_path(0, 0, "ce").read_text())["fingerprint"] == old, "listed, not written"
+    assert runner.restamp(0, 0, "ce", tmp_path / "before", write=True) == "restamped"
+    assert json.loads(runner.result_path(0, 0, "ce").read_text())["fingerprint"] == new
+    assert runner.restamp(0, 0, "ce-cosine", tmp_path / "before", write=True) == "left alone", (
+        "stale before too"
+    )
+    assert runner.restamp(0, 0, "nullbce", tmp_path / "before", write=True) == "current"

@@ -125,13 +125,15 @@ def _keep_examples(maps: ScoreMaps, keys, scorers: dict, examples: Examples) -> 
         examples.outside += [(k, c.numpy(), s.numpy()) for k, c, s in zip(keys, top1, score, strict=False)]
 
 
-def _ground_truth(task: Task, metas: dict, source: EvalSource) -> GroundTruth:
+def _ground_truth(task: Task, metas: dict, source: EvalSource, theta: float | None) -> GroundTruth:
     if task.group == "union":
         return source.readout_truth
     if task.images == task.space:
-        # Negative frames are a dataset's metadata, on either source: the scorer learns which images they are.
+        # Negative frames are a dataset's metadata, on either source: the scorer learns which images they
+        # are. Without θ (no seen split was scored) there is no abstention: the set is scored as any other
+        # (its negative frames' labels are void) and the record says θ is None.
         negatives = set(metas[task.images].negatives)
-        if not negatives:
+        if not negatives or theta is None:
             return own_labels
         return lambda labels, worlds, keys: (labels, torch.tensor([k in negatives for k in keys]))
     return source.cross_truth(task.space, metas[task.images].classes, metas[task.space].classes)
@@ -208,7 +210,7 @@ def evaluate_model(
         for task in (t for t in tasks if t.images == images):
             scorer = _scorer(task, info, metas, relations, source, theta)
             if scorer is not None:
-                scorers[task] = (scorer, _ground_truth(task, metas, source))
+                scorers[task] = (scorer, _ground_truth(task, metas, source, theta))
         # θ's input: the seen split's top probabilities over its own label space, on its own labels.
         seen = next(((s, gt) for t, (s, gt) in scorers.items() if t.group == "seen"), None)
         histogram = {} if seen is None else {CONFIDENCE: (ConfidenceHistogram(seen[0].target), seen[1])}

@@ -6,10 +6,12 @@ seeds      the headline's arms per (world, seed), stored in reports/seeds/<profi
 ladder     the converged verdict's budget, decided on the seen val splits (`make ladder`)
 converged  the converged profile from the ladder's decision, its kept models adopted (`make converged`)
 headline   the profile's headline.json and .md from its stored, current results
+restamp    carry a profile's stored results over a change proven to compute the same numbers
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -40,6 +42,16 @@ def _runner(params: Path, echo=typer.echo, threads: int | None = None):
 
     name = profile_name(params)
     return Runner(params, WORK / name, RESULTS / name, echo, threads=threads)
+
+
+def _rung_runner(params: Path, budget: int, unseen: bool = False, threads: int | None = None):
+    """The runner of one rung of the ladder whose profile is `params` (experiments/ladder.py)."""
+    from uniseg.experiments import ladder as lad
+    from uniseg.experiments.seeds import Runner
+
+    where = lad.rung_name(profile_name(params), budget)
+    rung_params = lad.write_rung_params(params, budget, WORK / where / "params.yaml", unseen)
+    return Runner(rung_params, WORK / where, RESULTS / where, typer.echo, threads=threads)
 
 
 def headline_path(params: Path) -> Path:
@@ -131,9 +143,7 @@ def ladder(
         threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
 
         def rung(budget: int, score_unseen: bool = False) -> Runner:
-            where = lad.rung_name(name, budget)
-            rung_params = lad.write_rung_params(params, budget, WORK / where / "params.yaml", score_unseen)
-            return Runner(rung_params, WORK / where, RESULTS / where, typer.echo, threads=threads)
+            return _rung_runner(params, budget, score_unseen, threads)
 
         while True:
             curve = lad.read_curve(RESULTS, name)
@@ -179,6 +189,41 @@ def converged(
         copied = lad.adopt_models(rung, WORK / profile_name(out))
     typer.echo(f"[converged] B* = {decision['budget']}, R* = {decision['retrain']}: {decision['reason']}")
     typer.echo(f"[converged] {written}; {len(copied)} kept files of {rung} adopted")
+
+
+@app.command()
+def restamp(
+    since: str = typer.Option(..., "--since", help="The commit whose code computed the stored results."),
+    params: Path = typer.Option(Path("params.yaml"), help="The profile whose results to carry over."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the fingerprints (default: only list)."),
+) -> None:
+    """After a code change shown to compute the same numbers (say how in its commit: the same models and
+    metrics from both codes), carry the profile's stored results over to the current code: a result whose
+    fingerprints are what the code at --since gives gets the current code's (its kept model's stamp too);
+    one that was stale already is left alone. Never for a change that moves a number: rerun instead."""
+    import subprocess
+    import tempfile
+
+    from uniseg.experiments.ladder import BUDGETS, rung_name
+
+    with exit_on_user_error():
+        name = profile_name(params)  # and, for a ladder's profile, its rungs'
+        rungs = [b for b in BUDGETS if (RESULTS / rung_name(name, b)).is_dir()]
+        runners = [_runner(params), *(_rung_runner(params, b) for b in rungs)]
+        with tempfile.TemporaryDirectory() as tmp:
+            before = Path(tmp) / "before"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(before), since], check=True, capture_output=True
+            )
+            try:
+                for runner in runners:
+                    for path in sorted(runner.results.glob("world*/seed*.json")):
+                        r = json.loads(path.read_text(encoding="utf-8"))
+                        done = runner.restamp(r["world"], r["seed"], r["arm"], before, write)
+                        more = "" if write or done != "restamped" else " (with --write)"
+                        typer.echo(f"{path}: {done}{more}")
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(before)], check=True)
 
 
 @app.command()

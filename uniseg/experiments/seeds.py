@@ -76,8 +76,9 @@ class Runner:
         return self.work / "locks" / name
 
     # --- fingerprints ------------------------------------------------------------------------------
-    def fingerprints(self, world: int, seed: int, arm: str) -> dict[str, str]:
-        """{"train": of the model (and mined relations), "evaluate": of its scores}."""
+    def fingerprints(self, world: int, seed: int, arm: str, code: Path = Path(".")) -> dict[str, str]:
+        """{"train": of the model (and mined relations), "evaluate": of its scores}; `code`: the checkout
+        whose code files are hashed (this one by default; `restamp` also asks an earlier commit's)."""
         self.ensure_data(world)
         params, shards = arm_params(self.params_file, world, seed, arm), self._shards(world)
         train_data = data_digest([shards / d for d in params["train"]["datasets"]])
@@ -85,10 +86,31 @@ class Runner:
             train_data += json.dumps(oracle(params, arm))
         scored = sorted({*params["train"]["datasets"], *params["evaluate"]["unseen"]})
         stages = ARM_STAGES[arm]
+        scored_data = data_digest([shards / d for d in scored])
         return {
-            "train": fingerprint(stages, params, train_data),
-            "evaluate": fingerprint((*stages, "evaluate"), params, data_digest([shards / d for d in scored])),
+            "train": fingerprint(stages, params, train_data, code),
+            "evaluate": fingerprint((*stages, "evaluate"), params, scored_data, code),
         }
+
+    def restamp(self, world: int, seed: int, arm: str, before: Path, write: bool = False) -> str:
+        """Carry one stored result (and its kept model's stamp) over a change of code that computes the same
+        numbers: "restamped" when its fingerprints are what the code at `before` gives (it was current
+        there) and the current code's differ, "current" when they are the current code's already, "left
+        alone" otherwise (stale before the change too: `make seeds` recomputes it). Writes with `write`."""
+        path = self.result_path(world, seed, arm)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        now = self.fingerprints(world, seed, arm)
+        if record.get("fingerprint") == now:
+            return "current"
+        old = self.fingerprints(world, seed, arm, before)
+        if record.get("fingerprint") != old:
+            return "left alone"
+        if write:
+            write_json(path, {**record, "fingerprint": now}, indent=1)
+            stamp = self._model(world, seed, arm).with_suffix(".fingerprint")
+            if stamp.is_file() and stamp.read_text() == old["train"]:
+                write_text(stamp, now["train"])
+        return "restamped"
 
     def status(self, world: int, seed: int, arm: str) -> str:
         """'done', 'evaluate' (the evaluation is stale) or "run" (missing or the training is stale)."""
