@@ -17,6 +17,8 @@ WORLD1_ARMS ?=
 CONVERGED_SEEDS ?= 0 1 2
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
+# `make ladder LADDER_FLAGS=--unseen`: once B* is fixed, also score every rung's kept models on the unseen sets.
+LADDER_FLAGS ?=
 # The profile `make seeds` runs: params.yaml (default) or params.<PROFILE>.yaml; results in reports/seeds/<PROFILE>/.
 PROFILE ?= default
 PARAMS := $(if $(filter default,$(PROFILE)),params.yaml,params.$(PROFILE).yaml)
@@ -37,7 +39,8 @@ help:
 	@echo "             params.<name>.yaml instead (results and headline in reports/seeds/<name>/)"
 	@echo "make ladder  the converged verdict's budget: CE (linear, cosine) and Null BCE at 1600-12800 iterations,"
 	@echo "             seen val splits only, until the pre-registered rule fixes B* (reports/seeds/ladder/ladder.json);"
-	@echo "             hours of a 2-core CPU, resumable: rerun it to go on"
+	@echo "             hours of a 2-core CPU, resumable: rerun it to go on; once B* is fixed, LADDER_FLAGS=--unseen"
+	@echo "             scores every rung's kept models on the unseen sets too (how the verdict moves with the budget)"
 	@echo "make converged  once the ladder fixed B*: params.converged.yaml and the verdict's arms at B* over"
 	@echo "             CONVERGED_SEEDS='$(CONVERGED_SEEDS)' (world 0: every arm with oracle and oracle-out; world 1: four"
 	@echo "             arms), the rung's kept models adopted; results and headline in reports/seeds/converged/"
@@ -83,7 +86,7 @@ seeds: $(STAMP)
 	$(if $(filter default,$(PROFILE)),$(BIN)/dvc repro report   # results.md embeds the default profile's headline)
 
 ladder: $(STAMP)
-	$(BIN)/python -m uniseg.experiments ladder --params params.ladder.yaml --jobs $(JOBS)
+	$(BIN)/python -m uniseg.experiments ladder --params params.ladder.yaml --jobs $(JOBS) $(LADDER_FLAGS)
 
 converged: $(STAMP)
 	$(BIN)/python -m uniseg.experiments converged --params params.ladder.yaml

@@ -98,3 +98,36 @@ def test_the_converged_profile_is_the_ladder_s_at_b_star_and_adopts_the_rung_s_m
         runner._model(0, 1, "nullbce") in copied and runner._model(0, 1, "nullbce").read_bytes() == b"weights"
     )
     assert len(copied) == 2 and adopt_models(rung_work, work) == [], "nothing copied twice"
+
+
+def test_once_b_star_is_fixed_the_ladder_stores_and_draws_how_the_unseen_verdict_moves(tmp_path):
+    from uniseg.fsio import write_json
+
+    means = {"ce": (60.0, 61.0), "ce-cosine": (63.0, 63.2), "nullbce": (62.0, 62.9)}  # seen, unseen
+    for budget, shift in ((6400, 0.0), (12800, 0.3)):
+        for arm, (seen, unseen) in means.items():
+            record = {"world": 0, "seed": 0, "arm": arm, "metrics": {"seen": {"mean": seen + shift}}}
+            record["metrics"]["unseen"] = {"mean": unseen + (shift if arm == "nullbce" else 0.0)}
+            write_json(tmp_path / f"ladder-b{budget}" / "world0" / f"seed0-{arm}.json", record)
+    curve = read_curve(tmp_path, "ladder")
+    waiting = {"budget": None}
+    assert "unseen" not in yaml.safe_load(write_ladder(tmp_path, "ladder", curve, waiting).read_text())
+    fixed = {"budget": 6400, "converged": True}
+    data = yaml.safe_load(write_ladder(tmp_path, "ladder", curve, fixed).read_text())
+    assert data["unseen"]["nullbce_minus_ce_cosine"] == {"6400": {"0": -0.3}, "12800": {"0": 0.0}}
+    assert data["unseen"]["nullbce_minus_ce"]["12800"] == {"0": 2.2}
+    assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 0
+
+
+def test_the_ladder_refuses_a_bad_profile_before_it_writes_anything(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from uniseg.experiments.__main__ import app
+
+    bad = yaml.safe_load((ROOT / "params.ladder.yaml").read_text())
+    bad["train"]["iters"] = "many"
+    (tmp_path / "params.bad.yaml").write_text(yaml.safe_dump(bad))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["ladder", "--params", "params.bad.yaml", "--dry-run"])
+    assert result.exit_code == 1 and "params.bad.yaml: train.iters" in result.output
+    assert not (tmp_path / "reports").exists()

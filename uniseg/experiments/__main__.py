@@ -1,4 +1,4 @@
-"""`python -m uniseg.experiments queue|table|seeds|headline`: the one experiment driver.
+"""`python -m uniseg.experiments <command>`: the one experiment driver.
 
 queue      the paper's grid on real data as queued DVC experiments (`make paper`)
 table      the grid's results as one table (reports/paper_tables.md)
@@ -137,9 +137,11 @@ def ladder(
 
     from uniseg.experiments import ladder as lad
     from uniseg.experiments.seeds import Runner
+    from uniseg.params import load_params
 
     with exit_on_user_error():
         name = profile_name(params)
+        load_params(params)  # a bad profile fails here, before any rung is written or run
         threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
 
         def rung(budget: int, score_unseen: bool = False) -> Runner:
@@ -168,8 +170,7 @@ def ladder(
                     typer.echo(
                         f"[ladder] unseen: {budget} iterations, seed {s} {arm}: {done} in {seconds:.0f} s"
                     )
-            differences = lad.unseen_differences(RESULTS, name)
-            lad.write_ladder(RESULTS, name, curve, decision, differences)
+            typer.echo(f"[ladder] unseen scored -> {lad.write_ladder(RESULTS, name, curve, decision)}")
 
 
 @app.command()

@@ -217,13 +217,13 @@ def unseen_differences(results: Path, profile: str, budgets=BUDGETS) -> dict:
     return out
 
 
-def write_ladder(
-    results: Path, profile: str, curve: dict, decision: dict, unseen: dict | None = None
-) -> Path:
+def write_ladder(results: Path, profile: str, curve: dict, decision: dict) -> Path:
     """reports/seeds/<profile>/ladder.json: the rule, the curve, the decision (and, once B* is fixed, the
-    rungs' unseen paired differences) and its figure, ladder.png, beside it."""
+    rungs' unseen paired differences, where they are scored) and its figure, ladder.png, beside it."""
     from uniseg.report.figures import plot_ladder
 
+    unseen = unseen_differences(results, profile) if decision.get("budget") is not None else {}
+    unseen = {pair: points for pair, points in unseen.items() if points}
     out = results / profile / "ladder.json"
     data = {
         "rule": __doc__.split("\n\n")[1].replace("\n", " "),
@@ -240,5 +240,5 @@ def write_ladder(
     if unseen:
         data["unseen"] = unseen
     write_json(out, data, indent=1)
-    plot_ladder(curve, decision, out.with_suffix(".png"))
+    plot_ladder(curve, decision, out.with_suffix(".png"), unseen)
     return out

@@ -166,23 +166,53 @@ def plot_headline(headline: dict, path: Path) -> bool:
     return True
 
 
-def plot_ladder(curve: dict, decision: dict, path: Path) -> bool:
+def plot_ladder(curve: dict, decision: dict, path: Path, unseen: dict | None = None) -> bool:
     """The budget ladder's learning curves: seen mean mIoU against the base budget (iterations, log
     scale), one line per arm through its mean over the seeds run, a dot per seed, B* marked when the rule
-    has fixed it. curve: {arm: {budget: {seed: seen mean}}} (experiments/ladder.py)."""
+    has fixed it. curve: {arm: {budget: {seed: seen mean}}} (experiments/ladder.py). Once the rungs are
+    scored on the unseen sets (`unseen`: {pair: {budget: {seed: difference}}}), a second panel: how the
+    paired differences of the unseen mean move with the budget."""
+    from uniseg.report.headline import ARM_NAMES
+
     arms = {arm: points for arm, points in curve.items() if points}
     if not arms:
         return False
+    pairs = {pair: points for pair, points in (unseen or {}).items() if points}
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, axes = plt.subplots(1, 2 if pairs else 1, figsize=(11.5 if pairs else 6.5, 4.2), squeeze=False)
+    ax = axes[0][0]
     for arm, points in arms.items():
-        budgets = sorted(points)
-        means = [sum(points[b].values()) / len(points[b]) for b in budgets]
-        (line,) = ax.plot(budgets, means, marker="o", label=arm)
-        for b in budgets:
-            ax.scatter(
-                [b] * len(points[b]), list(points[b].values()), s=10, color=line.get_color(), alpha=0.5
-            )
+        _budget_line(ax, points, ARM_NAMES.get(arm, arm))
+    budgets = sorted({b for points in arms.values() for b in points})
+    _budget_axis(ax, budgets, decision)
+    ax.set_ylabel("seen mean mIoU (%)")
+    ax.set_title("Budget ladder: seen val splits only (world 0)")
+    if pairs:
+        ax = axes[0][1]
+        for pair, points in pairs.items():
+            a, b = pair.split("_minus_")
+            label = f"{ARM_NAMES.get(a, a)} − {ARM_NAMES.get(b.replace('_', '-'), b)}"
+            _budget_line(ax, {int(k): v for k, v in points.items()}, label)
+        ax.axhline(0, color="grey", lw=1, ls="--")
+        _budget_axis(ax, sorted({int(k) for p in pairs.values() for k in p}), decision)
+        ax.set_ylabel("paired difference of the unseen mean (mIoU points)")
+        ax.set_title("How the verdict moves with the budget (world 0)")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
+def _budget_line(ax, points: dict, label: str) -> None:
+    """One line through the means over seeds against the budget, a dot per seed in the line's colour."""
+    budgets = sorted(points)
+    means = [sum(points[b].values()) / len(points[b]) for b in budgets]
+    (line,) = ax.plot(budgets, means, marker="o", label=label)
+    for b in budgets:
+        ax.scatter([b] * len(points[b]), list(points[b].values()), s=10, color=line.get_color(), alpha=0.5)
+
+
+def _budget_axis(ax, budgets: list[int], decision: dict) -> None:
+    """The budget axis (log 2, the rungs as ticks), B* marked once the rule has fixed it, legend, grid."""
     if decision.get("budget"):
         state = "converged" if decision["converged"] else "not converged"
         ax.axvline(decision["budget"], color="0.3", linestyle="--", linewidth=1)
@@ -194,13 +224,7 @@ def plot_ladder(curve: dict, decision: dict, path: Path) -> bool:
             va="bottom",
         )
     ax.set_xscale("log", base=2)
-    all_budgets = sorted({b for points in arms.values() for b in points})
-    ax.set_xticks(all_budgets, [str(b) for b in all_budgets])
+    ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_xlabel("base training budget (iterations, batch 8)")
-    ax.set_ylabel("seen mean mIoU (%)")
-    ax.set_title("Budget ladder: seen val splits only (world 0)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    return True

@@ -15,6 +15,17 @@ ARM_TITLES = {
     "crbce-paper": "C-R BCE in the paper's regime: from the backbone, the base schedule, mined relations",
 }
 
+# The arms' short names, for figures.
+ARM_NAMES = {
+    "ce": "CE (linear)",
+    "ce-cosine": "CE (cosine)",
+    "nullbce": "Null BCE",
+    "crbce": "C-R BCE",
+    "control": "control",
+    "oracle": "oracle",
+    "oracle-out": "oracle-out",
+    "crbce-paper": "C-R BCE (paper's regime)",
+}
 # The full-union readout's columns, where a headline has them (experiments/headline.py's keys).
 FULL_UNION = {"union_iou": "full-union IoU", "union_iou_reachable": "full-union IoU, reachable cells"}
 # The columns of a world's table of arms and of its paired differences.
