@@ -15,6 +15,8 @@ WORLD1_ARMS ?=
 # The converged verdict's seeds (`make converged`): every arm on world 0 and, on world 1, CE (cosine),
 # Null BCE, C-R BCE and control.
 CONVERGED_SEEDS ?= 0 1 2
+# ... then these seeds for the arms of every world-0 pair whose 95 % interval straddles its target.
+EXTEND_SEEDS ?= 3 4
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
 # `make ladder LADDER_FLAGS=--unseen`: once B* is fixed, also score every rung's kept models on the unseen sets.
@@ -43,7 +45,8 @@ help:
 	@echo "             scores every rung's kept models on the unseen sets too (how the verdict moves with the budget)"
 	@echo "make converged  once the ladder fixed B*: params.converged.yaml and the verdict's arms at B* over"
 	@echo "             CONVERGED_SEEDS='$(CONVERGED_SEEDS)' (world 0: every arm with oracle and oracle-out; world 1: four"
-	@echo "             arms), the rung's kept models adopted; results and headline in reports/seeds/converged/"
+	@echo "             arms), the rung's kept models adopted, then EXTEND_SEEDS='$(EXTEND_SEEDS)' for the arms of every pair"
+	@echo "             whose 95 % interval straddles its target; results and headline in reports/seeds/converged/"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -92,6 +95,8 @@ converged: $(STAMP)
 	$(BIN)/python -m uniseg.experiments converged --params params.ladder.yaml
 	$(MAKE) seeds PROFILE=converged SEEDS="$(CONVERGED_SEEDS)" ORACLE_SEEDS="$(CONVERGED_SEEDS)" \
 		ORACLE_ARMS="oracle oracle-out" WORLD1_SEEDS="$(CONVERGED_SEEDS)" WORLD1_ARMS="ce-cosine nullbce crbce control"
+	$(BIN)/python -m uniseg.experiments extend --params params.converged.yaml --world 0 --jobs $(JOBS) \
+		$(foreach s,$(EXTEND_SEEDS),--seed $(s))
 
 paper: $(STAMP)
 	$(BIN)/python -m uniseg.experiments queue

@@ -144,6 +144,31 @@ def test_targets_are_judged_on_the_headline():
     assert union["measured"].startswith("+0.60 [") and not union["met"], "a mean ≥ 0 with 0 in its interval"
 
 
+def test_more_seeds_go_where_an_interval_straddles_its_target():
+    from uniseg.experiments.targets import undecided
+
+    records = [_record(0, s, "ce", 40.0 + s, seen=50.0) for s in range(3)]
+    records += [_record(0, s, "ce-cosine", 43.0 + s) for s in range(3)]
+    records += [_record(0, s, "nullbce", 43.0 + s + 0.5 * (s - 1), seen=50.0) for s in range(3)]
+    records += [_record(0, s, "crbce", 45.0, union=30.0 + d) for s, d in enumerate([-1, 2, 1])]
+    records += [_record(0, s, "control", 45.2, union=29.0) for s in range(3)]
+    h = collect(records)
+    # Null BCE − CE cosine: 0.0 ± a spread, its interval holds the bar 0; − CE linear: +3.0 with an interval
+    # above 0 and 1.5 but only 3 of its 5 seeds; C-R BCE − control on the union: +0.67 [−3.1, +4.5]
+    assert undecided(h, 0) == ["nullbce_minus_ce_cosine", "nullbce_minus_ce", "crbce_minus_control"]
+    settled = [r for r in records if r["arm"] not in ("ce-cosine", "crbce")]
+    settled += [_record(0, s, "ce-cosine", 30.0 + s) for s in range(3)]
+    settled += [_record(0, s, "crbce", 45.0, union=35.0 + 0.1 * s) for s in range(3)]
+    assert undecided(collect(settled), 0) == ["nullbce_minus_ce"], "a clear lead and a clear gain are settled"
+    five = settled + [
+        _record(0, s, a, 40.0 + s + (3.0 if a == "nullbce" else 0), seen=50.0)
+        for s in (3, 4)
+        for a in ("ce", "nullbce")
+    ]
+    assert "nullbce_minus_ce" not in undecided(collect(five), 0), "five seeds, interval clear of 0 and 1.5"
+    assert undecided(h, 1) == [], "a world without results has nothing to extend"
+
+
 def test_the_oracle_rule_reads_the_headroom_and_the_oracle_against_its_control():
     def world(headroom, oracle_gain, crbce_gain):
         noise = (-0.1, 0.1, 0.0, 0.05)

@@ -5,6 +5,7 @@ table      the grid's results as one table (reports/paper_tables.md)
 seeds      the headline's arms per (world, seed), stored in reports/seeds/<profile>/ (`make seeds`)
 ladder     the converged verdict's budget, decided on the seen val splits (`make ladder`)
 converged  the converged profile from the ladder's decision, its kept models adopted (`make converged`)
+extend     seeds 3-4 of the arms whose pair's 95 % interval straddles its target (the converged verdict)
 headline   the profile's headline.json and .md from its stored, current results
 restamp    carry a profile's stored results over a change proven to compute the same numbers
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import typer
 
-from uniseg.errors import exit_on_user_error
+from uniseg.errors import UserError, exit_on_user_error
+from uniseg.params import load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 RESULTS, WORK = Path("reports/seeds"), Path(".seeds")
@@ -137,7 +139,6 @@ def ladder(
 
     from uniseg.experiments import ladder as lad
     from uniseg.experiments.seeds import Runner
-    from uniseg.params import load_params
 
     with exit_on_user_error():
         name = profile_name(params)
@@ -228,6 +229,44 @@ def restamp(
 
 
 @app.command()
+def extend(
+    params: Path = typer.Option(Path("params.converged.yaml"), help="The profile to extend."),
+    world: int = typer.Option(0, "--world", help="The synthetic world."),
+    seed_list: list[int] = typer.Option([3, 4], "--seed", help="The seeds to add (repeat the option)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Arms run at once."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say which pairs straddle their target."),
+) -> None:
+    """More seeds where the verdict is open: the arms of every pair whose 95 % interval on the profile's
+    current results straddles its target (experiments/targets.py `undecided`) get seeds 3 and 4; then the
+    headline is rewritten."""
+    from uniseg.experiments.headline import PAIRS, collect, read_results
+    from uniseg.experiments.targets import undecided
+
+    with exit_on_user_error():
+        load_params(params)
+        runner = _runner(params)
+        current = [r for r in read_results(runner.results) if _is_current(runner, r)]
+        pairs = undecided(collect(current), world)
+        arms = list(dict.fromkeys(arm for pair in pairs for arm in PAIRS[pair]))
+        if not any(r["world"] == world for r in current):
+            raise UserError(
+                f"no current results of world {world} in {runner.results} to extend (`make seeds` first)"
+            )
+        said = f"{', '.join(pairs)} straddle their targets -> seeds {seed_list} of {', '.join(arms)}"
+        typer.echo(f"[extend] world {world}: {said if pairs else 'no interval straddles its target'}")
+        if dry_run or not arms:
+            return
+        plan = [(world, seed, arm) for seed in seed_list for arm in arms]
+        for (w, seed, arm), done, seconds in runner.run_all(plan, jobs):
+            typer.echo(f"[extend] world {w} seed {seed} {arm}: {done} in {seconds:.0f} s")
+    headline(out=None, params=params)
+
+
+def _is_current(runner, record: dict) -> bool:
+    return runner.status(record["world"], record["seed"], record["arm"]) == "done"
+
+
+@app.command()
 def headline(
     out: Path = typer.Option(None, "--out", help="Default: the profile's (`headline_path`)."),
     params: Path = typer.Option(Path("params.yaml"), help="The profile of the results to keep current."),
@@ -235,7 +274,6 @@ def headline(
     """The profile's headline.json and .md from its stored results whose fingerprints are current (stale
     ones are listed and left out)."""
     from uniseg.experiments.headline import write_headline
-    from uniseg.params import load_params
     from uniseg.scores import headline_profile
 
     with exit_on_user_error():
@@ -243,7 +281,7 @@ def headline(
         stale = []
 
         def current(record: dict) -> bool:
-            ok = runner.status(record["world"], record["seed"], record["arm"]) == "done"
+            ok = _is_current(runner, record)
             if not ok:
                 stale.append(f"world {record['world']} seed {record['seed']} {record['arm']}")
             return ok

@@ -113,3 +113,34 @@ def judge(headline: dict, targets=TARGETS) -> list[dict]:
             measured = "; ".join(_shown(c, v) for c, v in zip(target.checks, values, strict=True))
             rows.append({"world": int(world), "target": target.text, "measured": measured, "met": met})
     return rows
+
+
+def _bars(check: Check) -> list[float]:
+    """The values a check's 95 % interval must not contain for its verdict to stand: its bar and, where
+    the interval must lie above 0 or the check is a sign (no bar), 0."""
+    bars = [] if check.at_least is None else [check.at_least]
+    return bars + [0.0] if check.interval_above_zero or check.at_least is None else bars
+
+
+def undecided(headline: dict, world: int, targets=TARGETS) -> list[str]:
+    """The pairs (experiments/headline.py PAIRS) of one world whose target more seeds could still decide
+    the other way: the 95 % interval of a check straddles one of its bars (or there is only one seed), or
+    the check asks for more seeds than it has. The converged verdict runs seeds 3-4 for their arms."""
+    h = headline["worlds"].get(str(world))
+    if h is None:
+        return []
+    default = world == headline["default_world"]
+    out = []
+    for target in targets:
+        if target.worlds != "all" and (target.worlds == "default") != default:
+            continue
+        for check in target.checks:
+            kind, _, rest = check.measure.partition(".")
+            d = _measure(h, check.measure)
+            if kind != "paired" or d is None:
+                continue
+            ci, seeds = d.get("ci95"), d.get("seeds", [])
+            straddles = ci is None or any(ci[0] <= bar <= ci[1] for bar in _bars(check))
+            if straddles or len(seeds) < check.min_seeds:
+                out.append(rest.partition(".")[0])
+    return list(dict.fromkeys(out))
