@@ -11,7 +11,14 @@ import typer
 from uniseg.errors import exit_on_user_error
 from uniseg.fsio import atomic_dir, write_text
 from uniseg.params import load_params
-from uniseg.report.figures import example_rows, plot_cross, plot_group_bars, plot_headline, plot_panels
+from uniseg.report.figures import (
+    example_rows,
+    plot_cross,
+    plot_group_bars,
+    plot_headline,
+    plot_ladder,
+    plot_panels,
+)
 from uniseg.report.readout import draw_readout
 from uniseg.report.results import results_markdown
 from uniseg.scores import (
@@ -20,6 +27,7 @@ from uniseg.scores import (
     read_details,
     read_examples,
     read_headline,
+    read_ladder,
     read_relation_metrics,
 )
 
@@ -36,6 +44,9 @@ def main(
     ),
     headline_path: Path = typer.Option(
         Path("reports/headline.md"), "--headline", help="`make seeds` output, embedded when present."
+    ),
+    ladder_path: Path = typer.Option(
+        Path("reports/seeds/ladder/ladder.json"), "--ladder", help="`make ladder` output, shown when present."
     ),
     eval_dir: Path = typer.Option(Path("reports/eval"), help="The evaluation's per-model folder."),
     out: Path = typer.Option(Path("reports/results.md"), help="Report to write."),
@@ -64,6 +75,10 @@ def main(
             if draw_readout(eval_dir, details, predictions, p.train.datasets, shards, tmp / "readout.png"):
                 made.append("readout.png")
             drawn = bool(headline) and plot_headline(read_headline(headline_path), tmp / "headline.png")
+            ladder = read_ladder(p, ladder_path)  # only a ladder made from this data and benchmark size
+            curves = bool(ladder) and plot_ladder(
+                ladder["curve"], ladder["decision"], tmp / "ladder.png", ladder.get("unseen")
+            )
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]
         if (out.parent / "figures" / "similarity.png").is_file():
@@ -73,9 +88,10 @@ def main(
         text = results_markdown(
             metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline,
             str(base / "headline.png") if drawn else None, thresholds,
+            ladder, str(base / "ladder.png") if curves else None,
         )  # fmt: skip
         write_text(out, text)
-    typer.echo(f"report: {out} with {len(made) + drawn} figures in {figures}/")
+    typer.echo(f"report: {out} with {len(made) + drawn + curves} figures in {figures}/")
 
 
 if __name__ == "__main__":

@@ -131,3 +131,23 @@ def test_the_ladder_refuses_a_bad_profile_before_it_writes_anything(tmp_path, mo
     result = CliRunner().invoke(app, ["ladder", "--params", "params.bad.yaml", "--dry-run"])
     assert result.exit_code == 1 and "params.bad.yaml: train.iters" in result.output
     assert not (tmp_path / "reports").exists()
+
+
+def test_results_md_shows_the_ladder_only_beside_results_of_the_same_data(tmp_path):
+    from uniseg.params import load_params, parse_params
+    from uniseg.report.results import ladder_section
+    from uniseg.scores import headline_profile, read_ladder
+
+    seen = {"ce": (53.4, 60.8), "ce-cosine": (62.2, 64.8), "nullbce": (60.5, 64.0)}
+    curve = {arm: {1600: {0: a}, 3200: {0: b}} for arm, (a, b) in seen.items()}
+    made_from = headline_profile(load_params(ROOT / "params.ladder.yaml"))
+    out = write_ladder(tmp_path, "ladder", curve, decide(curve), made_from)
+    default = load_params(ROOT / "params.yaml")
+    ladder = read_ladder(default, out)
+    assert ladder["curve"]["ce"] == {1600: {0: 53.4}, 3200: {0: 60.8}}, "budgets and seeds read back as ints"
+    text = "\n".join(ladder_section(ladder, "figures/results/ladder.png"))
+    assert "B* is not fixed yet: waiting for seed 0 at 3200 and 6400" in text
+    assert "| CE (cosine) | 62.2 | 64.8 |" in text and "![budget ladder](figures/results/ladder.png)" in text
+    real = parse_params({**default.model_dump(), "data": {**default.data.model_dump(), "source": "real"}})
+    assert read_ladder(real, out) is None, "a real-data report never shows the synthetic ladder"
+    assert read_ladder(default, tmp_path / "none.json") is None

@@ -18,6 +18,9 @@ Metric keys such as `base.unseen.kitti.miou` and `base.unseen.kitti.iou.rider` a
 `dvc metrics diff`, `make seeds`).
 relations.json: {"relations": {"tau", "tau_pairs", "relations", and on synthetic data "precision",
 "recall", "mined", "true", "hits"}}.
+The budget ladder (reports/seeds/<profile>/ladder.json, experiments/ladder.py): {"rule", "budgets", "arms",
+"seeds", "min_gain", "curve": {arm: {budget: {seed: seen mean}}}, "decision", "profile" (what it was made
+from, as a headline's), and once B* is fixed "unseen": {pair: {budget: {seed: difference}}}}.
 
 Readers get a `Metrics` object: no caller filters "mean" keys out of dataset names or splits names.
 
@@ -360,6 +363,26 @@ def read_headline(path: Path) -> dict | None:
     """headline.json (`path` may name it or headline.md beside it), or None when there is none."""
     summary = Path(path).with_suffix(".json")
     return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
+
+
+def write_ladder(path: Path, ladder: dict) -> None:
+    write_json(path, ladder, indent=1)
+
+
+def read_ladder(params, path: Path) -> dict | None:
+    """ladder.json with its curve's budgets and seeds as ints, when it says it was made from the same data
+    source and benchmark size as `params` (as `headline_markdown`), else None."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    ladder = json.loads(path.read_text(encoding="utf-8"))
+    if ladder.get("profile") != headline_profile(params):
+        return None
+    ladder["curve"] = {
+        arm: {int(b): {int(s): v for s, v in seeds.items()} for b, seeds in points.items()}
+        for arm, points in ladder["curve"].items()
+    }
+    return ladder
 
 
 def headline_markdown(params, path: Path) -> str | None:

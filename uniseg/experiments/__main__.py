@@ -139,10 +139,11 @@ def ladder(
 
     from uniseg.experiments import ladder as lad
     from uniseg.experiments.seeds import Runner
+    from uniseg.scores import headline_profile
 
     with exit_on_user_error():
         name = profile_name(params)
-        load_params(params)  # a bad profile fails here, before any rung is written or run
+        made_from = headline_profile(load_params(params))  # a bad profile fails here, before anything runs
         threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
 
         def rung(budget: int, score_unseen: bool = False) -> Runner:
@@ -151,7 +152,7 @@ def ladder(
         while True:
             curve = lad.read_curve(RESULTS, name)
             decision = lad.decide(curve)
-            out = lad.write_ladder(RESULTS, name, curve, decision)
+            out = lad.write_ladder(RESULTS, name, curve, decision, made_from)
             typer.echo(f"[ladder] {decision['reason']} -> {out}")
             if decision["budget"] is not None or not decision["needs"] or dry_run:
                 break
@@ -171,7 +172,8 @@ def ladder(
                     typer.echo(
                         f"[ladder] unseen: {budget} iterations, seed {s} {arm}: {done} in {seconds:.0f} s"
                     )
-            typer.echo(f"[ladder] unseen scored -> {lad.write_ladder(RESULTS, name, curve, decision)}")
+            out = lad.write_ladder(RESULTS, name, curve, decision, made_from)
+            typer.echo(f"[ladder] unseen scored -> {out}")
 
 
 @app.command()

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from uniseg.errors import UserError
-from uniseg.fsio import write_json, write_text
+from uniseg.fsio import write_text
 from uniseg.params import load_params
 
 BUDGETS = (1600, 3200, 6400, 12800)
@@ -217,10 +217,15 @@ def unseen_differences(results: Path, profile: str, budgets=BUDGETS) -> dict:
     return out
 
 
-def write_ladder(results: Path, profile: str, curve: dict, decision: dict) -> Path:
-    """reports/seeds/<profile>/ladder.json: the rule, the curve, the decision (and, once B* is fixed, the
-    rungs' unseen paired differences, where they are scored) and its figure, ladder.png, beside it."""
+def write_ladder(
+    results: Path, profile: str, curve: dict, decision: dict, made_from: dict | None = None
+) -> Path:
+    """reports/seeds/<profile>/ladder.json (through uniseg/scores.py): the rule, the curve, the decision
+    (and, once B* is fixed, the rungs' unseen paired differences, where they are scored), what it was made
+    from (`made_from`: scores.headline_profile of the ladder's params, so a report shows it only beside
+    results of the same data) and its figure, ladder.png, beside it."""
     from uniseg.report.figures import plot_ladder
+    from uniseg.scores import write_ladder as write
 
     unseen = unseen_differences(results, profile) if decision.get("budget") is not None else {}
     unseen = {pair: points for pair, points in unseen.items() if points}
@@ -236,9 +241,10 @@ def write_ladder(results: Path, profile: str, curve: dict, decision: dict) -> Pa
             for arm, points in curve.items()
         },
         "decision": decision,
+        "profile": made_from or {},
     }
     if unseen:
         data["unseen"] = unseen
-    write_json(out, data, indent=1)
+    write(out, data)
     plot_ladder(curve, decision, out.with_suffix(".png"), unseen)
     return out

@@ -174,7 +174,8 @@ def plot_ladder(curve: dict, decision: dict, path: Path, unseen: dict | None = N
     paired differences of the unseen mean move with the budget."""
     from uniseg.report.headline import ARM_NAMES
 
-    arms = {arm: points for arm, points in curve.items() if points}
+    arms = {arm: {b: seeds for b, seeds in points.items() if seeds} for arm, points in curve.items()}
+    arms = {arm: points for arm, points in arms.items() if points}
     if not arms:
         return False
     pairs = {pair: points for pair, points in (unseen or {}).items() if points}

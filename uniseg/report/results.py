@@ -177,9 +177,12 @@ def results_markdown(
     headline: str | None = None,
     headline_figure: str | None = None,
     thresholds: dict[str, float | None] | None = None,
+    ladder: dict | None = None,
+    ladder_figure: str | None = None,
 ) -> str:
     """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds" with
-    `headline_figure` (its paired differences) below it."""
+    `headline_figure` (its paired differences) below it; `ladder` (scores.read_ladder) and its figure under
+    "The converged budget"."""
     lines = [
         "# Results",
         "",
@@ -233,6 +236,8 @@ def results_markdown(
         lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
     if headline_figure:
         lines += [f"![paired differences over seeds]({headline_figure})", ""]
+    if ladder:
+        lines += ladder_section(ladder, ladder_figure)
     paper = [[MODEL_TITLES[loss], *(f"{v:.1f}" for v in row)] for loss, row in PAPER_W18_ALL.items()]
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
@@ -244,3 +249,45 @@ def results_markdown(
     ]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def ladder_section(ladder: dict, figure: str | None) -> list[str]:
+    """The budget ladder (`make ladder`, reports/seeds/<profile>/ladder.json): where its rule stands, the
+    seen means per arm and budget, and the learning curves."""
+    from uniseg.report.headline import ARM_NAMES
+
+    decision, curve = ladder["decision"], ladder["curve"]
+    budgets = sorted({b for points in curve.values() for b, seeds in points.items() if seeds})
+
+    def cell(points: dict, budget: int) -> str:
+        seeds = points.get(budget)
+        if not seeds:
+            return ""
+        mean = sum(seeds.values()) / len(seeds)
+        return f"{mean:.1f}" + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
+
+    rows = [[ARM_NAMES.get(arm, arm), *(cell(points, b) for b in budgets)] for arm, points in curve.items()]
+    if decision.get("budget") is None:
+        state = f"B* is not fixed yet: {decision['reason']}."
+    else:
+        verdict = "converged by the rule" if decision["converged"] else "**not converged**: the longest rung"
+        state = f"B* = {decision['budget']}, R* = {decision['retrain']} ({verdict}): {decision['reason']}."
+    lines = [
+        "## The converged budget (the budget ladder)",
+        "",
+        "The tables above train the base models for 800 iterations (6.7 epochs), which is not converged. "
+        "`make ladder` trains CE (linear head), CE (cosine head) and Null BCE for "
+        + ", ".join(str(b) for b in ladder["budgets"])
+        + " iterations on world 0 and scores the seen val splits only (the unseen sets stay untouched until "
+        "the budget is fixed). " + ladder["rule"],
+        "",
+        f"**Where it stands:** {state}",
+        "",
+        "Seen mean mIoU (%), mean over the seeds run (seed 0 unless said):",
+        "",
+        *markdown_table(["arm", *(str(b) for b in budgets)], rows, "l" + "r" * len(budgets)),
+        "",
+    ]
+    if figure:
+        lines += [f"![budget ladder]({figure})", ""]
+    return lines
