@@ -161,8 +161,9 @@ def read_model_file(path: str | Path) -> tuple[dict, ModelInfo]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        # torch's own message is about its pickle loader (pages of it), not about the file: name the error only
         raise UserError(
-            f"{path}: not a uniseg model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            f"{path}: not a uniseg model file (torch.load cannot read it as weights: {type(exc).__name__})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise UserError(f"{path}: not a uniseg model file (no '{MODEL_FORMAT}' header)")
