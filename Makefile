@@ -46,7 +46,8 @@ help:
 	@echo "make converged  once the ladder fixed B*: params.converged.yaml and the verdict's arms at B* over"
 	@echo "             CONVERGED_SEEDS='$(CONVERGED_SEEDS)' (world 0: every arm with oracle and oracle-out; world 1: four"
 	@echo "             arms), the rung's kept models adopted, then EXTEND_SEEDS='$(EXTEND_SEEDS)' for the arms of every pair"
-	@echo "             whose 95 % interval straddles its target; results and headline in reports/seeds/converged/"
+	@echo "             whose 95 % interval straddles its target; results and headline in reports/seeds/converged/,"
+	@echo "             set beside the short budget's in reports/results.md (\"At convergence\")"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -97,6 +98,7 @@ converged: $(STAMP)
 		ORACLE_ARMS="oracle oracle-out" WORLD1_SEEDS="$(CONVERGED_SEEDS)" WORLD1_ARMS="ce-cosine nullbce crbce control"
 	$(BIN)/python -m uniseg.experiments extend --params params.converged.yaml --world 0 --jobs $(JOBS) \
 		$(foreach s,$(EXTEND_SEEDS),--seed $(s))
+	$(BIN)/dvc repro --force --single-item report   # results.md: the converged headline beside the short one
 
 paper: $(STAMP)
 	$(BIN)/python -m uniseg.experiments queue

@@ -20,7 +20,7 @@ from uniseg.report.figures import (
     plot_panels,
 )
 from uniseg.report.readout import draw_readout
-from uniseg.report.results import results_markdown
+from uniseg.report.results import Converged, results_markdown
 from uniseg.scores import (
     Metrics,
     headline_markdown,
@@ -47,6 +47,11 @@ def main(
     ),
     ladder_path: Path = typer.Option(
         Path("reports/seeds/ladder/ladder.json"), "--ladder", help="`make ladder` output, shown when present."
+    ),
+    converged_path: Path = typer.Option(
+        Path("reports/seeds/converged/headline.md"),
+        "--converged",
+        help="`make converged` output (the headline at the ladder's B*), shown when present.",
     ),
     eval_dir: Path = typer.Option(Path("reports/eval"), help="The evaluation's per-model folder."),
     out: Path = typer.Option(Path("reports/results.md"), help="Report to write."),
@@ -79,19 +84,32 @@ def main(
             curves = bool(ladder) and plot_ladder(
                 ladder["curve"], ladder["decision"], tmp / "ladder.png", ladder.get("unseen")
             )
+            converged = headline_markdown(p, converged_path)  # the converged profile's, same data
+            converged_drawn = bool(converged) and plot_headline(
+                read_headline(converged_path), tmp / "headline_converged.png"
+            )
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]
         if (out.parent / "figures" / "similarity.png").is_file():
             rel.append("figures/similarity.png")
         relations = read_relation_metrics(relations_path)
         thresholds = {m: d.get("abstain_threshold") for m, d in details.items()}
+        if converged:
+            converged = Converged(
+                read_headline(converged_path),
+                converged,
+                (ladder or {}).get("decision", {}).get("budget"),
+                read_headline(headline_path) if headline else None,
+                p.train.iters,
+                str(base / "headline_converged.png") if converged_drawn else None,
+            )
         text = results_markdown(
             metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline,
             str(base / "headline.png") if drawn else None, thresholds,
-            ladder, str(base / "ladder.png") if curves else None,
+            ladder, str(base / "ladder.png") if curves else None, converged or None,
         )  # fmt: skip
         write_text(out, text)
-    typer.echo(f"report: {out} with {len(made) + drawn + curves} figures in {figures}/")
+    typer.echo(f"report: {out} with {len(made) + drawn + curves + converged_drawn} figures in {figures}/")
 
 
 if __name__ == "__main__":

@@ -151,3 +151,41 @@ def test_results_md_shows_the_ladder_only_beside_results_of_the_same_data(tmp_pa
     real = parse_params({**default.model_dump(), "data": {**default.data.model_dump(), "source": "real"}})
     assert read_ladder(real, out) is None, "a real-data report never shows the synthetic ladder"
     assert read_ladder(default, tmp_path / "none.json") is None
+
+
+def test_results_md_sets_the_converged_headline_beside_the_short_one():
+    from uniseg.report.results import Converged, results_markdown
+    from uniseg.scores import Metrics
+
+    def pair(mean, ci, seeds):
+        return {"mean": mean, "ci95": ci, "seeds": seeds, "per_seed": [mean] * len(seeds)}
+
+    short = {
+        "worlds": {"0": {"paired": {"nullbce_minus_ce_cosine": pair(-1.78, [-2.47, -1.09], [0, 1, 2, 3, 4])}}}
+    }
+    converged = {
+        "worlds": {
+            "0": {
+                "paired": {
+                    "nullbce_minus_ce_cosine": pair(0.4, [-0.2, 1.0], [0, 1, 2]),
+                    "oracle_out_minus_control": pair(0.3, None, [0]),
+                }
+            }
+        }
+    }
+    markdown = (
+        "# Headline over seeds\n\n## Targets\n\n| world | target | measured | met |\n|---|---|---|---|\n"
+    )
+    metrics = Metrics({"base": {"unseen": {"kitti": {"miou": 40.0}, "mean": 40.0}}})
+    c = Converged(converged, markdown, 6400, short, 800, "figures/results/headline_converged.png")
+    text = results_markdown(metrics, {"base": "nullbce"}, ["cityscapes"], None, [], "restricted", converged=c)
+    assert "## At convergence (B* = 6400 iterations)" in text
+    assert "| paired difference | 800 iterations | B* = 6400 iterations |" in text
+    row = "| nullbce_minus_ce_cosine | -1.78 [-2.47, -1.09], 5 seeds | +0.40 [-0.20, +1.00], 3 seeds |"
+    assert row in text, "the same pair at both budgets, side by side"
+    assert "| oracle_out_minus_control | – | +0.30 (one seed) |" in text, "a pair only the converged run has"
+    assert "### Targets" in text and "# Headline over seeds" not in text, (
+        "headline.md embedded one level down"
+    )
+    assert "![paired differences over seeds at convergence](figures/results/headline_converged.png)" in text
+    assert "At convergence" not in results_markdown(metrics, {"base": "nullbce"}, ["cityscapes"], None, [])

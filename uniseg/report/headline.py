@@ -68,6 +68,13 @@ def _ci(d: dict | None, digits: int = 2) -> str:
     return f"{d['mean']:+.{digits}f} [{d['ci95'][0]:+.{digits}f}, {d['ci95'][1]:+.{digits}f}]"
 
 
+def paired_cell(d: dict | None) -> str:
+    """A paired difference of the unseen mean in one cell: mean [95 % interval], its number of seeds."""
+    if d is None:
+        return "–"
+    return _ci(d) if d["ci95"] is None else f"{_ci(d)}, {len(d['seeds'])} seeds"
+
+
 def _mean(d: dict | None, key: str, fmt: str = ".1f") -> str:
     return "–" if d is None or key not in d else format(d[key]["mean"], fmt)
 

@@ -7,6 +7,7 @@ is a different, much smaller problem."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,10 +180,11 @@ def results_markdown(
     thresholds: dict[str, float | None] | None = None,
     ladder: dict | None = None,
     ladder_figure: str | None = None,
+    converged: Converged | None = None,
 ) -> str:
     """results.md; `headline` is the text of headline.md (`make seeds`), embedded under "Over seeds" with
     `headline_figure` (its paired differences) below it; `ladder` (scores.read_ladder) and its figure under
-    "The converged budget"."""
+    "The converged budget"; the converged profile's headline (`make converged`) under "At convergence"."""
     lines = [
         "# Results",
         "",
@@ -229,15 +231,13 @@ def results_markdown(
         "",
     ]
     if headline:
-        # headline.md's own title is dropped; its text follows as is.
-        body = [line for line in headline.strip().splitlines() if not line.startswith("# ")]
-        while body and not body[0].strip():
-            body.pop(0)
-        lines += [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
+        lines += _embedded(headline)
     if headline_figure:
         lines += [f"![paired differences over seeds]({headline_figure})", ""]
     if ladder:
         lines += ladder_section(ladder, ladder_figure)
+    if converged:
+        lines += convergence_section(converged)
     paper = [[MODEL_TITLES[loss], *(f"{v:.1f}" for v in row)] for loss, row in PAPER_W18_ALL.items()]
     lines += [
         "## For orientation: the paper (HRNet-W18, C+I+B+M, real data, Table 1)",
@@ -249,6 +249,59 @@ def results_markdown(
     ]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _embedded(markdown: str) -> list[str]:
+    """A headline.md under a results.md section: its own title dropped, its sections one level down."""
+    body = [line for line in markdown.strip().splitlines() if not line.startswith("# ")]
+    while body and not body[0].strip():
+        body.pop(0)
+    return [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
+
+
+@dataclass(frozen=True)
+class Converged:
+    """The converged profile's headline (`make converged`): headline.json as read, headline.md's text, the
+    budget B* it trained for (the ladder's decision; None when the ladder here does not say), the short
+    budget's headline.json to set beside it (None when there is none) with its iterations, and the
+    converged headline's figure."""
+
+    headline: dict
+    markdown: str
+    budget: int | None
+    short: dict | None = None
+    short_budget: int = 800
+    figure: str | None = None
+
+
+def convergence_section(c: Converged) -> list[str]:
+    """ "At convergence": each world's paired differences at the short budget and at B* side by side (unseen
+    mean, 95 % interval, seeds), then the converged headline itself (targets judged at B*, the oracle rule,
+    per-class differences)."""
+    from uniseg.report.headline import paired_cell
+
+    budget = f"B* = {c.budget} iterations" if c.budget else "B*"
+    lines = [
+        f"## At convergence ({budget})",
+        "",
+        "`make converged` trains every arm of the headline again at the budget the ladder fixed, with the "
+        "retrain budget R* = B*/3, and judges the same targets there (reports/seeds/converged/headline.md, "
+        f"copied below). Beside the short budget ({c.short_budget} iterations), each pair's unseen-mean "
+        "difference (mean [95 % interval], seeds):",
+        "",
+    ]
+    for world, h in c.headline.get("worlds", {}).items():
+        short = (c.short or {}).get("worlds", {}).get(world, {}).get("paired", {})
+        names = list(dict.fromkeys([*h.get("paired", {}), *short]))
+        if not names:
+            continue
+        rows = [[name, paired_cell(short.get(name)), paired_cell(h["paired"].get(name))] for name in names]
+        lines += [f"World {world}:", ""]
+        lines += markdown_table(["paired difference", f"{c.short_budget} iterations", budget], rows) + [""]
+    lines += _embedded(c.markdown)
+    if c.figure:
+        lines += [f"![paired differences over seeds at convergence]({c.figure})", ""]
+    return lines
 
 
 def ladder_section(ladder: dict, figure: str | None) -> list[str]:
