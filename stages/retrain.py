@@ -14,7 +14,7 @@ from uniseg.errors import exit_on_user_error
 from uniseg.params import load_params
 from uniseg.relations.mining import read_multilabels, relation_triples
 from uniseg.train.distributed import relaunch_with_torchrun
-from uniseg.train.engine import TrainJob, train_model
+from uniseg.train.engine import TrainJob, run_summary, train_model
 
 app = typer.Typer(add_completion=False)
 
@@ -46,8 +46,8 @@ def main(
         )
         result = train_model(job)
     typer.echo(
-        f"retrain crbce ({len(relations)} relations, init {p.retrain.init}, {result['precision']}): {result['iterations']} iterations "
-        f"in {result['seconds']:.0f}s, final loss {result['final_loss']:.4f} -> {out}"
+        f"retrain crbce ({len(relations)} relations, init {p.retrain.init}, {result['precision']}): "
+        f"{run_summary(result)} -> {out}"
     )
 
 

@@ -12,7 +12,7 @@ import typer
 from uniseg.errors import exit_on_user_error
 from uniseg.params import load_params
 from uniseg.train.distributed import relaunch_with_torchrun
-from uniseg.train.engine import TrainJob, train_model
+from uniseg.train.engine import TrainJob, run_summary, train_model
 
 app = typer.Typer(add_completion=False)
 
@@ -28,10 +28,7 @@ def main(
         p = load_params(params)
         relaunch_with_torchrun(p.train.devices, "stages.train", sys.argv[1:])
         result = train_model(TrainJob.from_params(p, shards, out, log_dir=log_dir))
-    typer.echo(
-        f"train {p.loss} ({result['precision']}): {result['iterations']} iterations in {result['seconds']:.0f}s "
-        f"({result['images'] / max(result['seconds'], 1e-9):.1f} images/s), final loss {result['final_loss']:.4f} -> {out}"
-    )
+    typer.echo(f"train {p.loss} ({result['precision']}): {run_summary(result)} -> {out}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from uniseg.model.segmodel import load_model_file
 from uniseg.params import ModelParams, Params, SyntheticParams, TrainParams
 from uniseg.shards.packing import write_shards
 from uniseg.taxonomy import union
+from uniseg.train.checkpoints import carried_seconds
 from uniseg.train.engine import TrainJob, train_model
 
 DATASETS = ["cityscapes", "mapillary"]
@@ -91,11 +92,20 @@ def test_a_resumed_run_gives_the_same_model_as_an_uninterrupted_one(
         train_model(interrupted, progress=False)
     monkeypatch.setattr(torch.optim.SGD, "step", real_step)
     assert not (tmp_path / "b" / "m.pt").exists()
+    first = torch.load(interrupted.checkpoint_path, weights_only=True)["seconds"]  # the killed process's
     result = train_model(interrupted, progress=False)
     assert result["iterations"] == 4
     a, b = _weights(tmp_path / "a" / "m.pt"), _weights(tmp_path / "b" / "m.pt")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    # The clock: the resumed run carried the killed process's training seconds, and says so.
+    assert first > 0 and result["carried_seconds"] == first == carried_seconds(interrupted.checkpoint_path)
+    assert carried_seconds(straight.checkpoint_path) == 0.0, "an uninterrupted run carried nothing"
+    total = torch.load(interrupted.checkpoint_path, weights_only=True)["seconds"]
+    again = train_model(interrupted, progress=False)  # finished: nothing trained, everything carried
+    assert again["images"] == 0 and again["carried_seconds"] == total
+    assert carried_seconds(interrupted.checkpoint_path) == total
+    assert carried_seconds(tmp_path / "none.ckpt") == 0.0
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(shards, tmp_path, capsys):

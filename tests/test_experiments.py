@@ -296,6 +296,35 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tiny_projec
     Path("params.yaml").write_text((ROOT / "params.tiny.yaml").read_text())
 
 
+def test_a_resumed_arm_reports_its_whole_training_time(tiny_project, monkeypatch):
+    """An arm whose training resumed a checkpoint of an earlier session counts that session's training
+    too (the checkpoint's clock), and says how much of it was carried; re-scoring keeps both."""
+    import torch
+
+    from uniseg.experiments.seeds import Runner
+    from uniseg.train.checkpoints import checkpoint_path
+
+    monkeypatch.chdir(tiny_project)
+    runner = Runner(Path("params.yaml"), Path(".seeds"), Path("results"), echo=lambda line: None, threads=1)
+
+    def resumed_training(world, seed, arm):  # what the train stage leaves after resuming an earlier run
+        model = runner._model(world, seed, arm)
+        model.parent.mkdir(parents=True, exist_ok=True)
+        model.write_bytes(b"weights")
+        torch.save({"seconds": 1300.0, "carried": 1234.0}, checkpoint_path(model))
+        return {}, 0.0
+
+    monkeypatch.setattr(runner, "_train", resumed_training)
+    monkeypatch.setattr(runner, "_evaluate", lambda world, seed, arm: {"unseen": {"mean": 50.0}})
+    assert runner.run(0, 2, "ce") == "ran"
+    record = json.loads(runner.result_path(0, 2, "ce").read_text())
+    assert record["seconds_carried"] == 1234 and 1234 <= record["seconds"] < 1234 + 60
+    monkeypatch.setattr(runner, "status", lambda world, seed, arm: "evaluate")
+    assert runner.run(0, 2, "ce") == "re-evaluated"
+    again = json.loads(runner.result_path(0, 2, "ce").read_text())
+    assert (again["seconds"], again["seconds_carried"]) == (record["seconds"], 1234)
+
+
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_result_and_a_rerun_completes_it(tiny_project):
     result = tiny_project / "reports/seeds/default/world0/seed1-ce.json"

@@ -8,7 +8,10 @@ relations' scores — goes to `reports/seeds/<profile>/world<W>/seed<S>-<arm>.js
 training and of the evaluation (experiments/fingerprints.py: code, pretrained backbone, data by content,
 params). A result whose fingerprints are current is never recomputed; one whose evaluation alone is stale
 is re-scored from the model kept in `.seeds/` when it is still there. So a headline can be completed over
-several sittings, and nobody recomputes what is valid. Each result also records the device it ran on.
+several sittings, and nobody recomputes what is valid. Each result also records the device it ran on and
+its cost in seconds (training and evaluation; an arm whose training resumed an earlier sitting's
+checkpoint counts that sitting's training too, from the checkpoint's clock, and says how much in
+`seconds_carried`).
 
 Runs are crash-safe and may be concurrent: every file is written atomically (a killed run leaves no
 half-written result, a rerun does what is missing), each (world, seed, arm) and each world's data are
@@ -247,8 +250,12 @@ class Runner:
         start = time.monotonic()
         path = self.result_path(world, seed, arm)
         base_seconds = 0.0  # a base model trained first for this arm: its cost is the base arm's
+        carried = 0.0  # its training in earlier processes (sessions) that this one resumed
         if state == "run":
+            from uniseg.train.checkpoints import carried_seconds, checkpoint_path
+
             relations, base_seconds = self._train(world, seed, arm)
+            carried = carried_seconds(checkpoint_path(model))
             write_text(stamp, prints["train"])
         else:
             relations = self._relations(world, seed, arm)
@@ -258,16 +265,20 @@ class Runner:
             "seed": seed,
             "arm": arm,
             "fingerprint": prints,
-            "seconds": round(time.monotonic() - start - base_seconds),
+            "seconds": round(time.monotonic() - start - base_seconds + carried),
             "device": compute_device(self.threads),
             "precision": self.precision(world, seed, arm),
             "profile": self.results.name,
             "metrics": metrics,
             "relations": relations,
         }
+        if carried:
+            record["seconds_carried"] = round(carried)  # of "seconds": trained before a resume
         if state == "evaluate" and path.is_file():  # keep the training cost and device of the first run
             first = json.loads(path.read_text(encoding="utf-8"))
             record["seconds"] = first.get("seconds", record["seconds"])
+            if "seconds_carried" in first:
+                record["seconds_carried"] = first["seconds_carried"]
             record["device"] = first.get("device", record["device"])
             record["precision"] = first.get("precision", record["precision"])
         write_json(path, record, indent=1)

@@ -9,6 +9,10 @@ A checkpoint holds the model, optimizer and scheduler states, the CPU RNG and th
 command continues bit for bit. It also holds the run's fingerprint (engine.TrainJob.fingerprint: settings,
 training code, data manifests, initial weights): a checkpoint of other settings or other code is ignored,
 never resumed. Loaded with `weights_only=True`.
+
+It also keeps the clock: the training seconds up to it over every process that trained the run
+(`seconds`) and those of the processes before the one that wrote it (`carried`), so a run spread over
+several sessions reports its whole training time (`carried_seconds`), not only its last part.
 """
 
 from __future__ import annotations
@@ -22,14 +26,30 @@ from uniseg.fsio import save_torch
 from uniseg.model.segmodel import unwrap
 
 
-def save_checkpoint(path: Path, fingerprint: str, model: nn.Module, optimizer, scheduler, position) -> None:
-    """position: (iteration, epoch, samples of the epoch consumed by this process)."""
+def checkpoint_path(model_path: Path) -> Path:
+    """Where the training of the model file `model_path` keeps its checkpoint: beside it."""
+    return Path(model_path).with_suffix(".ckpt")
+
+
+def save_checkpoint(
+    path: Path,
+    fingerprint: str,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    position,
+    clock: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """position: (iteration, epoch, samples of the epoch consumed by this process); clock: (training
+    seconds up to now over every process of the run, those carried in from the processes before)."""
     iteration, epoch, consumed = position
     state = {
         "fingerprint": fingerprint,
         "iteration": iteration,
         "epoch": epoch,
         "position": consumed,
+        "seconds": float(clock[0]),
+        "carried": float(clock[1]),
         "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -74,7 +94,8 @@ def restore(
 ) -> tuple[int, int, int]:
     """Load the checkpoint at `path` (rank 0's, sent to every rank when `world` > 1) into model,
     optimizer, scheduler and the RNG when it exists and has `fingerprint`; returns the position to
-    continue from, (0, 0, 0) for a fresh start."""
+    continue from and the training seconds already spent on it, (0, 0, 0, 0.0) for a fresh start (a
+    checkpoint written before the clock was kept carries 0.0)."""
 
     def say(line: str) -> None:
         if rank == 0:
@@ -84,10 +105,21 @@ def restore(
     if world > 1:
         ckpt = _from_rank0(ckpt)
     if ckpt is None:
-        return 0, 0, 0
+        return 0, 0, 0, 0.0
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["rng"])
     say(f"resuming from {path} at iteration {ckpt['iteration']}/{iters}")
-    return ckpt["iteration"], ckpt["epoch"], ckpt["position"]
+    return ckpt["iteration"], ckpt["epoch"], ckpt["position"], float(ckpt.get("seconds", 0.0))
+
+
+def carried_seconds(path: Path) -> float:
+    """The training seconds of a finished run that its last process did not spend itself (earlier
+    sessions, resumed from): the `carried` of its checkpoint at `path`, 0.0 when there is none or it
+    cannot be read. Read right after that process, so the checkpoint is the run's own."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError):  # none, torn or foreign: nothing carried is known
+        return 0.0
+    return float(ckpt.get("carried", 0.0)) if isinstance(ckpt, dict) else 0.0

@@ -39,7 +39,7 @@ from uniseg.model.segmodel import (
 )
 from uniseg.params import ModelParams, Params, TrainParams
 from uniseg.taxonomy import union
-from uniseg.train.checkpoints import restore, save_checkpoint
+from uniseg.train.checkpoints import checkpoint_path, restore, save_checkpoint
 from uniseg.train.distributed import setup_distributed
 from uniseg.train.loader import TrainSet, make_train_loader
 from uniseg.train.trainlog import TrainLog, poly
@@ -90,7 +90,7 @@ class TrainJob:
             union=union(spaces.values()),
             shard_dirs=[shards / d for d in p.train.datasets],
             model_path=out,
-            checkpoint_path=out.with_suffix(".ckpt"),
+            checkpoint_path=checkpoint_path(out),
             log_dir=log_dir or Path("reports/train") / out.stem,
             relations=list(relations or []),
             init_model=init_model,
@@ -259,9 +259,20 @@ def _check_finite(window: torch.Tensor, first: int, last: int, lr: float) -> flo
     return total
 
 
+def run_summary(result: dict) -> str:
+    """A finished run in words, as the stages print it (train_model's result)."""
+    before = f" (+{result['carried_seconds']:.0f}s before resuming)" if result["carried_seconds"] else ""
+    rate = result["images"] / max(result["seconds"], 1e-9)
+    return (
+        f"{result['iterations']} iterations in {result['seconds']:.0f}s{before} ({rate:.1f} images/s), "
+        f"final loss {result['final_loss']:.4f}"
+    )
+
+
 def train_model(job: TrainJob, progress: bool = True) -> dict:
-    """Train, checkpoint, resume; write the model file. Returns {"iterations", "seconds", "images",
-    "final_loss" (the mean over the last logging window)}."""
+    """Train, checkpoint, resume; write the model file. Returns {"iterations", "seconds" (this process's),
+    "carried_seconds" (those of earlier processes, resumed from), "images", "final_loss" (the mean over
+    the last logging window), "precision"}."""
     rank, world, device = setup_distributed()
     flush_denormals()
     torch.manual_seed(job.seed)
@@ -272,7 +283,9 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     optimizer = _make_optimizer(model, job.train, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly(iters, job.train.poly_power))
     state, fingerprint = (model, optimizer, scheduler), job.fingerprint()
-    iteration, epoch, position = restore(job.checkpoint_path, fingerprint, *state, iters, rank, world)
+    iteration, epoch, position, carried = restore(
+        job.checkpoint_path, fingerprint, *state, iters, rank, world
+    )
     net = wrap(model, world, device, job.train.compile)
     log = _log_for(job, iteration, progress) if rank == 0 else None
     amp, layout = precision(job.train, device) == "bf16", _channels_last(job.train, device)
@@ -298,12 +311,17 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
                     log.update(iteration, total, scheduler.get_last_lr()[0], count)
                 window, first = torch.zeros_like(window), iteration + 1
             if rank == 0 and saving:
-                save_checkpoint(job.checkpoint_path, fingerprint, *state, (iteration, epoch, position))
+                clock = (carried + time.perf_counter() - start, carried)
+                save_checkpoint(job.checkpoint_path, fingerprint, *state, (iteration, epoch, position), clock)
             if iteration >= iters:
                 break
         else:
             epoch, position = epoch + 1, 0
     seconds = time.perf_counter() - start
+    if rank == 0 and seen == 0 and carried:  # resumed finished: all of its training was carried in
+        save_checkpoint(
+            job.checkpoint_path, fingerprint, *state, (iteration, epoch, position), (carried, carried)
+        )
     if log is not None:
         log.close()
     if rank == 0:
@@ -314,6 +332,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     return {
         "iterations": iteration,
         "seconds": seconds,
+        "carried_seconds": carried,
         "images": seen,
         "final_loss": last_loss,
         "precision": precision(job.train, device),
