@@ -133,6 +133,22 @@ def test_the_ladder_refuses_a_bad_profile_before_it_writes_anything(tmp_path, mo
     assert not (tmp_path / "reports").exists()
 
 
+def test_extend_says_what_it_waits_for(tmp_path, monkeypatch):
+    """Before the converged profile exists, extend says which command writes it; with the profile but no
+    results yet, that `make seeds` comes first."""
+    from typer.testing import CliRunner
+
+    from uniseg.experiments.__main__ import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["extend", "--dry-run"])
+    assert result.exit_code == 1 and "params.converged.yaml: not written yet" in result.output
+    assert "experiments converged" in result.output
+    (tmp_path / "params.converged.yaml").write_text((ROOT / "params.ladder.yaml").read_text())
+    result = CliRunner().invoke(app, ["extend", "--dry-run"])
+    assert result.exit_code == 1 and "no current results of world 0" in result.output, result.output
+
+
 def test_results_md_shows_the_ladder_only_beside_results_of_the_same_data(tmp_path):
     from uniseg.params import load_params, parse_params
     from uniseg.report.results import ladder_section

@@ -245,6 +245,11 @@ def extend(
     from uniseg.experiments.targets import undecided
 
     with exit_on_user_error():
+        if params.name == "params.converged.yaml" and not params.is_file():
+            raise UserError(
+                f"{params}: not written yet; `python -m uniseg.experiments converged` writes it once the "
+                "ladder has fixed B* (`python -m uniseg.experiments ladder --dry-run` says where it stands)"
+            )
         load_params(params)
         runner = _runner(params)
         current = [r for r in read_results(runner.results) if _is_current(runner, r)]
