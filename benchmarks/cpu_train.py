@@ -59,9 +59,9 @@ def step_seconds(p, shards: Path, rounds: int) -> dict[str, float]:
 def bench_cpu_training(tmp: Path, rounds: int = 7, iters: int = 60, run_rounds: int = 3) -> dict:
     """The figures above (module docstring), measured side by side in one call."""
     from benchmarks.real_scale import default_corpus, engine_seconds
-    from uniseg.model.segmodel import cpu_has_bf16, flush_denormals
+    from uniseg.model.segmodel import cpu_has_bf16, tune_cpu
 
-    flush_denormals()  # as the engine does
+    tune_cpu()  # as the engine does
     p = default_corpus(tmp)
     shards = tmp / "shards"
     setting = (

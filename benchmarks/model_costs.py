@@ -54,9 +54,9 @@ def _peak_kib() -> int:
 
 def one(backbone: str) -> dict:
     """This process's figures for `backbone` (run in a fresh process: peak memory is per process)."""
-    from uniseg.model.segmodel import flush_denormals
+    from uniseg.model.segmodel import tune_cpu
 
-    flush_denormals()
+    tune_cpu()
     model = _model(backbone)
     x = torch.randn(1, 3, 1080, 1920)
     before = _peak_kib()

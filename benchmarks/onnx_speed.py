@@ -33,14 +33,14 @@ def bench_onnx_speed(
     from benchmarks.run import _interleaved
     from uniseg import taxonomy
     from uniseg.model.losses import prior_offset
-    from uniseg.model.segmodel import ModelInfo, build_model, cpu_has_bf16, flush_denormals
+    from uniseg.model.segmodel import ModelInfo, build_model, cpu_has_bf16, tune_cpu
     from uniseg.params import load_params
     from uniseg.predict.export import export_onnx
 
     p = load_params(ROOT / "params.yaml")
     union = taxonomy.union(taxonomy.label_space(d) for d in ("cityscapes", "bdd", "idd", "mapillary"))
     k, m = len(union), p.model
-    flush_denormals()  # as predict does
+    tune_cpu()  # as predict does
     torch.manual_seed(0)
     model = build_model(m.backbone, m.classifier, k, m.t).eval()
     info = ModelInfo(

@@ -98,9 +98,9 @@ def score_images(
     """Predict every batch once and update each scorer (a Scorer in its target label space, or a
     ReadoutScorer) with its ground truth, at the labels' resolution. Returns the scorers; fills
     `examples` with the first images' predictions."""
-    from uniseg.model.segmodel import flush_denormals
+    from uniseg.model.segmodel import tune_cpu
 
-    flush_denormals()
+    tune_cpu()
     for images, labels, worlds, keys in batches:
         maps = ScoreMaps(model, info, images.to(device), tuple(labels.shape[-2:]), window)
         for scorer, gt in scorers.values():

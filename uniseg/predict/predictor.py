@@ -99,9 +99,9 @@ def _load(model_path: Path, runtime: str, device: str):
     if Path(model_path).suffix == ".onnx":
         raise UserError(f"{model_path}: an ONNX file; predict it with --runtime onnx")
     from uniseg.evaluate.protocols import model_probs
-    from uniseg.model.segmodel import flush_denormals, load_model_file
+    from uniseg.model.segmodel import load_model_file, tune_cpu
 
-    flush_denormals()
+    tune_cpu()
     model, info = load_model_file(model_path, device)
     return (lambda x: model_probs(model, x, info)), info, Path(model_path)
 

@@ -82,9 +82,9 @@ def mine_similarities(
     the logits are at inference, so each labelled pixel is scored once — MINE_CHUNK union classes at a
     time, so memory does not grow with image size x union size. Returns {"sums", "pixels"}."""
 
-    from uniseg.model.segmodel import flush_denormals
+    from uniseg.model.segmodel import tune_cpu
 
-    flush_denormals()
+    tune_cpu()
     sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     model.eval()

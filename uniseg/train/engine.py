@@ -33,9 +33,9 @@ from uniseg.model.segmodel import (
     ModelInfo,
     build_model,
     cpu_has_bf16,
-    flush_denormals,
     read_model_file,
     save_model_file,
+    tune_cpu,
 )
 from uniseg.params import ModelParams, Params, TrainParams
 from uniseg.taxonomy import union
@@ -274,7 +274,7 @@ def train_model(job: TrainJob, progress: bool = True) -> dict:
     "carried_seconds" (those of earlier processes, resumed from), "images", "final_loss" (the mean over
     the last logging window), "precision"}."""
     rank, world, device = setup_distributed()
-    flush_denormals()
+    tune_cpu()
     torch.manual_seed(job.seed)
     model = _model_for(job, world, device)
     loss_fn, offset = _loss_for(job, device)
