@@ -86,18 +86,24 @@ def test_the_converged_profile_is_the_ladder_s_at_b_star_and_adopts_the_rung_s_m
     assert {k: v for k, v in p.items() if k != "evaluate"} == {
         k: v for k, v in rung.items() if k != "evaluate"
     }
-    # The rung's kept models land where the converged profile's runner looks for them.
-    rung_work, work = tmp_path / "rung", tmp_path / "converged"
-    model = rung_work / "world0" / "seed1" / "nullbce.pt"
+    # The rung's kept models land where the converged profile's runner looks for them, with the rung's
+    # result (what training them cost).
+    rung = Runner(tmp_path / "r.yaml", tmp_path / "rung", tmp_path / "rung-results")
+    runner = Runner(out, tmp_path / "converged", tmp_path / "results")
+    model = rung._model(0, 1, "nullbce")
     model.parent.mkdir(parents=True)
     model.write_bytes(b"weights")
     model.with_suffix(".fingerprint").write_text("abc")
-    copied = adopt_models(rung_work, work)
-    runner = Runner(out, work, tmp_path / "results")
+    rung.result_path(0, 1, "nullbce").parent.mkdir(parents=True)
+    rung.result_path(0, 1, "nullbce").write_text('{"seconds": 4800}')
+    rung.result_path(0, 1, "ce").write_text('{"seconds": 4700}')  # a result without its model: not adopted
+    copied = adopt_models(rung, runner)
     assert (
         runner._model(0, 1, "nullbce") in copied and runner._model(0, 1, "nullbce").read_bytes() == b"weights"
     )
-    assert len(copied) == 2 and adopt_models(rung_work, work) == [], "nothing copied twice"
+    assert runner.result_path(0, 1, "nullbce").read_text() == '{"seconds": 4800}'
+    assert len(copied) == 3 and not runner.result_path(0, 1, "ce").exists()
+    assert adopt_models(rung, runner) == [], "nothing copied twice"
 
 
 def test_once_b_star_is_fixed_the_ladder_stores_and_draws_how_the_unseen_verdict_moves(tmp_path):

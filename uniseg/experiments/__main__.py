@@ -189,10 +189,10 @@ def converged(
         name = profile_name(params)
         decision = lad.decide(lad.read_curve(RESULTS, name))
         written = lad.write_converged(params, decision, out, name)
-        rung = WORK / lad.rung_name(name, decision["budget"])
-        copied = lad.adopt_models(rung, WORK / profile_name(out))
+        rung = _rung_runner(params, decision["budget"])
+        copied = lad.adopt_models(rung, _runner(out))
     typer.echo(f"[converged] B* = {decision['budget']}, R* = {decision['retrain']}: {decision['reason']}")
-    typer.echo(f"[converged] {written}; {len(copied)} kept files of {rung} adopted")
+    typer.echo(f"[converged] {written}; {len(copied)} kept files of {rung.work} and {rung.results} adopted")
 
 
 @app.command()

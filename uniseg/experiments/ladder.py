@@ -74,21 +74,30 @@ def write_converged(params_file: Path, decision: dict, out: Path, profile: str) 
     return out
 
 
-def adopt_models(rung_work: Path, work: Path, seeds=SEEDS, arms=ARMS, world: int = WORLD) -> list[Path]:
-    """Copy the rung B*'s kept models and their fingerprint stamps into the converged profile's work folder
-    (`.seeds/<profile>-b<B*>/` -> `.seeds/converged/`): the same params, code and data give the same
-    training fingerprint, so the runner scores them instead of training them again. Returns the copies."""
+def adopt_models(rung, converged, seeds=SEEDS, arms=ARMS, world: int = WORLD) -> list[Path]:
+    """Copy the rung B*'s kept models with their fingerprint stamps, and its results, from the rung's
+    runner (experiments/seeds.Runner: `.seeds/<profile>-b<B*>/`, `reports/seeds/<profile>-b<B*>/`) to the
+    converged profile's: the same params, code and data give the same training fingerprint, so the
+    runner scores them on the unseen sets instead of training them again, and keeps the rung's record
+    of what training them cost (seconds, device, precision). Returns the copies."""
     import shutil
 
     copied = []
     for seed in seeds:
         for arm in arms:
-            model = rung_work / f"world{world}" / f"seed{seed}" / f"{arm}.pt"
-            for path in (model, model.with_suffix(".fingerprint")):
-                if not path.is_file():
-                    continue
-                target = work / path.relative_to(rung_work)
-                if not target.is_file():
+            model, result = rung._model(world, seed, arm), rung.result_path(world, seed, arm)
+            pairs = [
+                (model, converged._model(world, seed, arm)),
+                (
+                    model.with_suffix(".fingerprint"),
+                    converged._model(world, seed, arm).with_suffix(".fingerprint"),
+                ),
+                (result, converged.result_path(world, seed, arm)),
+            ]
+            if not model.is_file():
+                continue
+            for path, target in pairs:
+                if path.is_file() and not target.is_file():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, target)
                     copied.append(target)
