@@ -25,8 +25,9 @@ def _with(p, **train):
     return p.model_copy(update={"train": p.train.model_copy(update=train)})
 
 
-def step_seconds(p, shards: Path, rounds: int) -> dict[str, float]:
-    """Median seconds of one training step in float32 and in bf16, on the same batch, interleaved."""
+def make_step(p, shards: Path, bf16: bool):
+    """One training step (`engine.train_step`) of params `p`'s model on a fixed batch of its size, in
+    bf16 + channels_last or float32; returns it as a callable."""
     from uniseg.model.losses import build_loss, dataset_masks, prior_offset
     from uniseg.model.segmodel import build_model
     from uniseg.train.engine import TrainJob, train_step
@@ -41,18 +42,21 @@ def step_seconds(p, shards: Path, rounds: int) -> dict[str, float]:
     )
     masks = dataset_masks(job.union, list(job.spaces.values()))
     loss_fn = build_loss(p.loss, masks, None, prior_offset(p.model.classifier, p.loss, k))
-    steps, cpu = {}, torch.device("cpu")
-    for name, bf16 in (("float32", False), ("bf16", True)):
-        torch.manual_seed(0)
-        model = build_model(p.model.backbone, p.model.classifier, k, p.model.t)
-        if bf16:
-            model = model.to(memory_format=torch.channels_last)
-        model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
-        steps[name] = lambda m=model, o=opt, s=sched, a=bf16: train_step(m, loss_fn, o, s, batch, cpu, a, a)
+    torch.manual_seed(0)
+    model = build_model(p.model.backbone, p.model.classifier, k, p.model.t)
+    if bf16:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
+    return lambda: train_step(model, loss_fn, opt, sched, batch, torch.device("cpu"), bf16, bf16)
+
+
+def step_seconds(p, shards: Path, rounds: int) -> dict[str, float]:
+    """Median seconds of one training step in float32 and in bf16, on the same batch, interleaved."""
     from benchmarks.run import _interleaved
 
+    steps = {name: make_step(p, shards, bf16) for name, bf16 in (("float32", False), ("bf16", True))}
     return _interleaved(steps, rounds)  # two warm-up calls each: oneDNN builds its kernels on first use
 
 
