@@ -296,6 +296,39 @@ def test_seeds_run_on_the_tiny_profile_resume_and_know_what_is_stale(tiny_projec
     Path("params.yaml").write_text((ROOT / "params.tiny.yaml").read_text())
 
 
+def test_a_training_stage_shows_its_progress_now_and_then_and_all_of_it_when_it_fails(tmp_path, monkeypatch):
+    from uniseg.errors import UserError
+    from uniseg.experiments.seeds import Runner
+
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    (stages / "__init__.py").write_text("")
+    (stages / "fake.py").write_text(
+        "import sys\n"
+        "print('loading the shards', flush=True)\n"
+        "for i in range(1, 6):\n"
+        "    print(f'ce iteration {i}/5  loss 1.0', flush=True)\n"
+        "print('disk full', file=sys.stderr)\n"
+        "sys.exit(int(sys.argv[-1]))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    runner = Runner(Path("params.yaml"), tmp_path / "work", tmp_path / "results", echo=lines.append)
+    runner.progress_every = 0.0
+    runner._stage("fake", "0", label="world 0 seed 0 ce")
+    assert lines == [f"  [world 0 seed 0 ce] ce iteration {i}/5  loss 1.0" for i in range(1, 6)]
+    lines.clear()
+    runner.progress_every = 3600.0
+    runner._stage("fake", "0", label="world 0 seed 0 ce")
+    assert lines == ["  [world 0 seed 0 ce] ce iteration 1/5  loss 1.0"], (
+        "the first, then one an hour at most"
+    )
+    lines.clear()
+    with pytest.raises(UserError, match=r"(?s)`stages.fake 1` failed:.*loading the shards.*5/5.*disk full"):
+        runner._stage("fake", "1")
+    assert lines == [], "without a label nothing is echoed"
+
+
 def test_a_resumed_arm_reports_its_whole_training_time(tiny_project, monkeypatch):
     """An arm whose training resumed a checkpoint of an earlier session counts that session's training
     too (the checkpoint's clock), and says how much of it was carried; re-scoring keeps both."""

@@ -21,9 +21,11 @@ built under an exclusive lock (a second runner on the same folders waits, then f
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import json
+import math
 import os
 import subprocess
 import sys
@@ -56,6 +58,10 @@ def locked(path: Path):
 class Runner:
     """Runs the arms of (world, seed) pairs in `work`, keeping results in `results`. threads: CPU threads
     per stage process (None: torch's default, all cores)."""
+
+    # A training stage's progress lines are echoed (with the arm's label) at most once in this many
+    # seconds: an arm of the ladder trains for an hour or more.
+    progress_every = 60.0
 
     def __init__(self, params_file: Path, work: Path, results: Path, echo=print, threads: int | None = None):
         self.params_file, self.work, self.results, self.echo = params_file, work, results, echo
@@ -138,17 +144,27 @@ class Runner:
         return precision(train, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
     # --- running -----------------------------------------------------------------------------------
-    def _stage(self, name: str, *args: str, **options) -> None:
-        """Run `python -m stages.<name> ARGS --option value ...` (options' underscores become dashes)."""
+    def _stage(self, name: str, *args: str, label: str = "", **options) -> None:
+        """Run `python -m stages.<name> ARGS --option value ...` (options' underscores become dashes). With
+        a `label`, its progress lines (" iteration ") are echoed as it runs: the first, then one every
+        `progress_every` seconds at most; the rest of its output is shown only when it fails."""
         cmd = [sys.executable, "-m", f"stages.{name}", *args]
         for key, value in options.items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
         env = dict(os.environ)
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        tail, shown = collections.deque(maxlen=400), -math.inf
+        with subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as proc:
+            for line in proc.stdout:
+                tail.append(line)
+                if label and " iteration " in line and time.monotonic() - shown >= self.progress_every:
+                    self.echo(f"  [{label}] {line.strip()}")
+                    shown = time.monotonic()
         if proc.returncode != 0:
-            raise UserError(f"`{' '.join(cmd[2:])}` failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            raise UserError(f"`{' '.join(cmd[2:])}` failed:\n{''.join(tail)[-3000:]}")
 
     def _params_file(self, world: int, seed: int, arm: str) -> Path:
         path = self._run_dir(world, seed) / f"{arm}.params.yaml"
@@ -197,13 +213,14 @@ class Runner:
         """Train the arm's model (a base model, or a retrain from its base); returns its relations block
         and the seconds spent on its base model, when that had to be trained first."""
         run, shards, base_seconds = self._run_dir(world, seed), self._shards(world), 0.0
+        label = f"world {world} seed {seed} {arm}"
         p, model, logs = (
             self._params_file(world, seed, arm),
             self._model(world, seed, arm),
             run / "logs" / arm,
         )
         if arm not in BASE:
-            self._stage("train", params=p, shards=shards, out=model, log_dir=logs)
+            self._stage("train", params=p, shards=shards, out=model, log_dir=logs, label=label)
             if arm != "nullbce":
                 return {}, base_seconds
             base = model
@@ -219,8 +236,9 @@ class Runner:
         block = self._relations(world, seed, arm)
         if arm in BASE:
             self._stage(
-                "retrain", params=p, shards=shards, base=base, multilabels=labels, out=model, log_dir=logs
-            )
+                "retrain", params=p, shards=shards, base=base, multilabels=labels, out=model, log_dir=logs,
+                label=label,
+            )  # fmt: skip
         return block, base_seconds
 
     def _evaluate(self, world: int, seed: int, arm: str) -> dict:
