@@ -17,6 +17,9 @@ WORLD1_ARMS ?=
 CONVERGED_SEEDS ?= 0 1 2
 # ... then these seeds for the arms of every world-0 pair whose 95 % interval straddles its target.
 EXTEND_SEEDS ?= 3 4
+# Its arms run two at a time (each stage process on half the cores): on 2 cores two single-threaded
+# training processes make 1.3-1.6x the steps of one on both (`make bench`: train.cpu_jobs_throughput).
+CONVERGED_JOBS ?= 2
 # Arms run at once (each stage process gets cores / JOBS threads).
 JOBS   ?= 1
 # `make ladder LADDER_FLAGS=--unseen`: once B* is fixed, also score every rung's kept models on the unseen sets.
@@ -47,7 +50,8 @@ help:
 	@echo "             CONVERGED_SEEDS='$(CONVERGED_SEEDS)' (world 0: every arm with oracle and oracle-out; world 1: four"
 	@echo "             arms), the rung's kept models adopted, then EXTEND_SEEDS='$(EXTEND_SEEDS)' for the arms of every pair"
 	@echo "             whose 95 % interval straddles its target; results and headline in reports/seeds/converged/,"
-	@echo "             set beside the short budget's in reports/results.md (\"At convergence\")"
+	@echo "             set beside the short budget's in reports/results.md (\"At convergence\"); arms run"
+	@echo "             CONVERGED_JOBS=$(CONVERGED_JOBS) at a time"
 	@echo "make paper   queue the paper's experiment grid (real data) and render reports/paper_tables.md"
 
 install: $(STAMP)
@@ -95,8 +99,9 @@ ladder: $(STAMP)
 converged: $(STAMP)
 	$(BIN)/python -m uniseg.experiments converged --params params.ladder.yaml
 	$(MAKE) seeds PROFILE=converged SEEDS="$(CONVERGED_SEEDS)" ORACLE_SEEDS="$(CONVERGED_SEEDS)" \
-		ORACLE_ARMS="oracle oracle-out" WORLD1_SEEDS="$(CONVERGED_SEEDS)" WORLD1_ARMS="ce-cosine nullbce crbce control"
-	$(BIN)/python -m uniseg.experiments extend --params params.converged.yaml --world 0 --jobs $(JOBS) \
+		ORACLE_ARMS="oracle oracle-out" WORLD1_SEEDS="$(CONVERGED_SEEDS)" \
+		WORLD1_ARMS="ce-cosine nullbce crbce control" JOBS=$(CONVERGED_JOBS)
+	$(BIN)/python -m uniseg.experiments extend --params params.converged.yaml --world 0 --jobs $(CONVERGED_JOBS) \
 		$(foreach s,$(EXTEND_SEEDS),--seed $(s))
 	$(BIN)/dvc repro --force --single-item report   # results.md: the converged headline beside the short one
 

@@ -18,8 +18,10 @@ timed interleaved, several rounds, and the median of each is compared.
 - Training on the CPU in float32 and bf16 (benchmarks/cpu_train.py): train.cpu_step_bf16_speedup,
   train.cpu_run_bf16_speedup (a fresh short run of the engine; goal >= 1.4), train.cpu_run_best (bf16 with 2, 1 or 0
   loader workers).
-- The allocator (benchmarks/cpu_alloc.py): train.cpu_alloc_speedup, page faults and kernel seconds per
-  training step with glibc's defaults against `tune_cpu`'s freed memory kept, each in a fresh process.
+- Training steps in fresh processes (benchmarks/cpu_processes.py): train.cpu_alloc_speedup, page faults
+  and kernel seconds per step with glibc's allocator defaults against `tune_cpu`'s freed memory kept;
+  train.cpu_jobs_throughput, one single-threaded process per core running together against one process
+  on every core (`make seeds JOBS=2`).
 - At the paper's resolution (benchmarks/real_scale.py): loader.images_per_s_per_worker,
   loader.speedup_vs_reference, loader.variants, loader.shard_kib_per_image, loader.workers_per_gpu,
   mine.peak_mib_1080p and evaluate.peak_mib_1080p, train.overhead_vs_bare_loop.
@@ -285,10 +287,13 @@ def main() -> None:
 
         print("CPU training, float32 and bf16 ...", flush=True)
         result.update(bench_cpu_training(Path(tmp) / "cpu_train"))
-        from benchmarks.cpu_alloc import bench_cpu_allocator
+        from benchmarks.cpu_processes import bench_cpu_allocator, bench_cpu_jobs
 
-        print("CPU training step: glibc's allocator against tune_cpu's ...", flush=True)
+        print(
+            "CPU training step: glibc's allocator against tune_cpu's; one arm or two at once ...", flush=True
+        )
         result.update(bench_cpu_allocator(Path(tmp) / "cpu_train"))
+        result.update(bench_cpu_jobs(Path(tmp) / "cpu_train"))
         result.update(run_all(Path(tmp)))
         from benchmarks.onnx_speed import bench_onnx_speed
 
