@@ -206,7 +206,7 @@ def test_results_md_sets_the_converged_headline_beside_the_short_one():
     row = "| nullbce_minus_ce_cosine | -1.78 [-2.47, -1.09], 5 seeds | +0.40 [-0.20, +1.00], 3 seeds |"
     assert row in text, "the same pair at both budgets, side by side"
     assert "| oracle_out_minus_control | – | +0.30 (one seed) |" in text, "a pair only the converged run has"
-    assert "### Targets" in text and "# Headline over seeds" not in text, (
+    assert "\n### Targets\n" in text and "# Headline over seeds" not in text, (
         "headline.md embedded one level down"
     )
     assert "![paired differences over seeds at convergence](figures/results/headline_converged.png)" in text

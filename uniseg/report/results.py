@@ -256,7 +256,7 @@ def _embedded(markdown: str) -> list[str]:
     body = [line for line in markdown.strip().splitlines() if not line.startswith("# ")]
     while body and not body[0].strip():
         body.pop(0)
-    return [line.replace("# ", "### ", 1) if line.startswith("## ") else line for line in body] + [""]
+    return ["#" + line if line.startswith("## ") else line for line in body] + [""]
 
 
 @dataclass(frozen=True)
