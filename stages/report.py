@@ -84,9 +84,10 @@ def main(
             curves = bool(ladder) and plot_ladder(
                 ladder["curve"], ladder["decision"], tmp / "ladder.png", ladder.get("unseen")
             )
-            converged = headline_markdown(p, converged_path)  # the converged profile's, same data
-            converged_drawn = bool(converged) and plot_headline(
-                read_headline(converged_path), tmp / "headline_converged.png"
+            converged_text = headline_markdown(p, converged_path)  # the converged profile's, same data
+            converged_summary = read_headline(converged_path) if converged_text else None
+            converged_drawn = bool(converged_summary) and plot_headline(
+                converged_summary, tmp / "headline_converged.png"
             )
         base = figures.relative_to(out.parent) if figures.is_relative_to(out.parent) else figures
         rel = [str(base / f) for f in made]
@@ -94,10 +95,11 @@ def main(
             rel.append("figures/similarity.png")
         relations = read_relation_metrics(relations_path)
         thresholds = {m: d.get("abstain_threshold") for m, d in details.items()}
-        if converged:
+        converged = None
+        if converged_text:
             converged = Converged(
-                read_headline(converged_path),
-                converged,
+                converged_summary,
+                converged_text,
                 (ladder or {}).get("decision", {}).get("budget"),
                 read_headline(headline_path) if headline else None,
                 p.train.iters,
@@ -106,7 +108,7 @@ def main(
         text = results_markdown(
             metrics, losses, p.train.datasets, relations, rel, p.evaluate.protocol, headline,
             str(base / "headline.png") if drawn else None, thresholds,
-            ladder, str(base / "ladder.png") if curves else None, converged or None,
+            ladder, str(base / "ladder.png") if curves else None, converged,
         )  # fmt: skip
         write_text(out, text)
     typer.echo(f"report: {out} with {len(made) + drawn + curves + converged_drawn} figures in {figures}/")

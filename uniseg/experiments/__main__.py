@@ -23,6 +23,7 @@ from uniseg.params import load_params
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 RESULTS, WORK = Path("reports/seeds"), Path(".seeds")
 DEFAULT_HEADLINE = Path("reports/headline.json")  # the default profile's: results.md embeds it
+CONVERGED_PARAMS = Path("params.converged.yaml")  # written by `converged` once the ladder fixed B*
 
 
 def profile_name(params: Path) -> str:
@@ -179,7 +180,7 @@ def ladder(
 @app.command()
 def converged(
     params: Path = typer.Option(Path("params.ladder.yaml"), help="The ladder's profile."),
-    out: Path = typer.Option(Path("params.converged.yaml"), help="The converged profile to write."),
+    out: Path = typer.Option(CONVERGED_PARAMS, help="The converged profile to write."),
 ) -> None:
     """Once the ladder has fixed B*: write the converged profile (the ladder's at B* and R*, scoring the
     unseen sets) and adopt the rung B*'s kept models, so its seeds 0-1 are scored, not retrained."""
@@ -232,7 +233,7 @@ def restamp(
 
 @app.command()
 def extend(
-    params: Path = typer.Option(Path("params.converged.yaml"), help="The profile to extend."),
+    params: Path = typer.Option(CONVERGED_PARAMS, help="The profile to extend."),
     world: int = typer.Option(0, "--world", help="The synthetic world."),
     seed_list: list[int] = typer.Option([3, 4], "--seed", help="The seeds to add (repeat the option)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Arms run at once."),
@@ -245,7 +246,7 @@ def extend(
     from uniseg.experiments.targets import undecided
 
     with exit_on_user_error():
-        if params.name == "params.converged.yaml" and not params.is_file():
+        if params.name == CONVERGED_PARAMS.name and not params.is_file():
             raise UserError(
                 f"{params}: not written yet; `python -m uniseg.experiments converged` writes it once the "
                 "ladder has fixed B* (`python -m uniseg.experiments ladder --dry-run` says where it stands)"

@@ -86,6 +86,8 @@ def adopt_models(rung, converged, seeds=SEEDS, arms=ARMS, world: int = WORLD) ->
     for seed in seeds:
         for arm in arms:
             model, result = rung._model(world, seed, arm), rung.result_path(world, seed, arm)
+            if not model.is_file():
+                continue
             pairs = [
                 (model, converged._model(world, seed, arm)),
                 (
@@ -94,8 +96,6 @@ def adopt_models(rung, converged, seeds=SEEDS, arms=ARMS, world: int = WORLD) ->
                 ),
                 (result, converged.result_path(world, seed, arm)),
             ]
-            if not model.is_file():
-                continue
             for path, target in pairs:
                 if path.is_file() and not target.is_file():
                     target.parent.mkdir(parents=True, exist_ok=True)

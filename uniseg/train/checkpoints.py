@@ -91,7 +91,7 @@ def restore(
     iters: int,
     rank: int = 0,
     world: int = 1,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, float]:
     """Load the checkpoint at `path` (rank 0's, sent to every rank when `world` > 1) into model,
     optimizer, scheduler and the RNG when it exists and has `fingerprint`; returns the position to
     continue from and the training seconds already spent on it, (0, 0, 0, 0.0) for a fresh start (a
