@@ -108,6 +108,8 @@ def test_the_converged_profile_is_the_ladder_s_at_b_star_and_adopts_the_rung_s_m
 
 def test_once_b_star_is_fixed_the_ladder_stores_and_draws_how_the_unseen_verdict_moves(tmp_path):
     from uniseg.fsio import write_json
+    from uniseg.params import load_params
+    from uniseg.scores import headline_profile, read_ladder
 
     means = {"ce": (60.0, 61.0), "ce-cosine": (63.0, 63.2), "nullbce": (62.0, 62.9)}  # seen, unseen
     for budget, shift in ((6400, 0.0), (12800, 0.3)):
@@ -119,9 +121,13 @@ def test_once_b_star_is_fixed_the_ladder_stores_and_draws_how_the_unseen_verdict
     waiting = {"budget": None}
     assert "unseen" not in yaml.safe_load(write_ladder(tmp_path, "ladder", curve, waiting).read_text())
     fixed = {"budget": 6400, "converged": True}
-    data = yaml.safe_load(write_ladder(tmp_path, "ladder", curve, fixed).read_text())
+    ladder_params = load_params(ROOT / "params.ladder.yaml")
+    out = write_ladder(tmp_path, "ladder", curve, fixed, headline_profile(ladder_params))
+    data = yaml.safe_load(out.read_text())
     assert data["unseen"]["nullbce_minus_ce_cosine"] == {"6400": {"0": -0.3}, "12800": {"0": 0.0}}
     assert data["unseen"]["nullbce_minus_ce"]["12800"] == {"0": 2.2}
+    read = read_ladder(ladder_params, out)["unseen"]["nullbce_minus_ce"]
+    assert read == {6400: {0: 1.9}, 12800: {0: 2.2}}, "budgets and seeds read back as ints"
     assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 0
 
 
@@ -170,6 +176,10 @@ def test_results_md_shows_the_ladder_only_beside_results_of_the_same_data(tmp_pa
     text = "\n".join(ladder_section(ladder, "figures/results/ladder.png"))
     assert "B* is not fixed yet: waiting for seed 0 at 3200 and 6400" in text
     assert "| CE (cosine) | 62.2 | 64.8 |" in text and "![budget ladder](figures/results/ladder.png)" in text
+    assert "unseen sets as well" not in text, "no unseen table before B* is fixed"
+    fixed = {**ladder, "unseen": {"nullbce_minus_ce_cosine": {1600: {0: -0.6}, 3200: {0: 0.04}}}}
+    text = "\n".join(ladder_section(fixed, None))
+    assert "| Null BCE − CE (cosine) | -0.6 | +0.0 |" in text
     real = parse_params({**default.model_dump(), "data": {**default.data.model_dump(), "source": "real"}})
     assert read_ladder(real, out) is None, "a real-data report never shows the synthetic ladder"
     assert read_ladder(default, tmp_path / "none.json") is None

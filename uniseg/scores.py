@@ -378,10 +378,11 @@ def read_ladder(params, path: Path) -> dict | None:
     ladder = json.loads(path.read_text(encoding="utf-8"))
     if ladder.get("profile") != headline_profile(params):
         return None
-    ladder["curve"] = {
-        arm: {int(b): {int(s): v for s, v in seeds.items()} for b, seeds in points.items()}
-        for arm, points in ladder["curve"].items()
-    }
+    for key in ("curve", "unseen"):
+        ladder[key] = {
+            name: {int(b): {int(s): v for s, v in seeds.items()} for b, seeds in points.items()}
+            for name, points in ladder.get(key, {}).items()
+        }
     return ladder
 
 

@@ -214,16 +214,26 @@ def restamp(
     with exit_on_user_error():
         name = profile_name(params)  # and, for a ladder's profile, its rungs'
         rungs = [b for b in BUDGETS if (RESULTS / rung_name(name, b)).is_dir()]
-        runners = [_runner(params), *(_rung_runner(params, b) for b in rungs)]
+        # A rung's results were scored either on the seen splits only or, once B* was fixed, on the unseen
+        # sets too (`ladder --unseen`): each is carried over under the rung params it was computed with.
+        # Runners are made one after the other: a rung's runners share its params file.
+        # (make the runner, which results it carries over: None for all, else scored unseen or not)
+        runners = [(lambda: _runner(params), None)]
+        for budget in rungs:
+            for unseen in (False, True):
+                runners.append((lambda b=budget, u=unseen: _rung_runner(params, b, u), unseen))
         with tempfile.TemporaryDirectory() as tmp:
             before = Path(tmp) / "before"
             subprocess.run(
                 ["git", "worktree", "add", "--detach", str(before), since], check=True, capture_output=True
             )
             try:
-                for runner in runners:
+                for make_runner, unseen in runners:
+                    runner = make_runner()
                     for path in sorted(runner.results.glob("world*/seed*.json")):
                         r = json.loads(path.read_text(encoding="utf-8"))
+                        if unseen is not None and ("unseen" in r["metrics"]) != unseen:
+                            continue
                         done = runner.restamp(r["world"], r["seed"], r["arm"], before, write)
                         more = "" if write or done != "restamped" else " (with --write)"
                         typer.echo(f"{path}: {done}{more}")

@@ -220,9 +220,9 @@ def unseen_differences(results: Path, profile: str, budgets=BUDGETS) -> dict:
             if record["world"] == WORLD and mean is not None:
                 runs.setdefault(record["seed"], {})[record["arm"]] = mean
         for pair, (a, b) in PAIRS.items():
-            found = {str(s): round(r[a] - r[b], 2) for s, r in sorted(runs.items()) if a in r and b in r}
+            found = {s: round(r[a] - r[b], 2) for s, r in sorted(runs.items()) if a in r and b in r}
             if found:
-                out[pair][str(budget)] = found
+                out[pair][budget] = found
     return out
 
 

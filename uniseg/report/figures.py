@@ -172,7 +172,7 @@ def plot_ladder(curve: dict, decision: dict, path: Path, unseen: dict | None = N
     has fixed it. curve: {arm: {budget: {seed: seen mean}}} (experiments/ladder.py). Once the rungs are
     scored on the unseen sets (`unseen`: {pair: {budget: {seed: difference}}}), a second panel: how the
     paired differences of the unseen mean move with the budget."""
-    from uniseg.report.headline import ARM_NAMES
+    from uniseg.report.headline import ARM_NAMES, pair_name
 
     arms = {arm: {b: seeds for b, seeds in points.items() if seeds} for arm, points in curve.items()}
     arms = {arm: points for arm, points in arms.items() if points}
@@ -191,9 +191,7 @@ def plot_ladder(curve: dict, decision: dict, path: Path, unseen: dict | None = N
     if pairs:
         ax = axes[0][1]
         for pair, points in pairs.items():
-            a, b = pair.split("_minus_")
-            label = f"{ARM_NAMES.get(a, a)} − {ARM_NAMES.get(b.replace('_', '-'), b)}"
-            _budget_line(ax, {int(k): v for k, v in points.items()}, label)
+            _budget_line(ax, points, pair_name(pair))
         ax.axhline(0, color="grey", lw=1, ls="--")
         _budget_axis(ax, sorted({int(k) for p in pairs.values() for k in p}), decision)
         ax.set_ylabel("paired difference of the unseen mean (mIoU points)")
@@ -220,9 +218,10 @@ def _budget_axis(ax, budgets: list[int], decision: dict) -> None:
         ax.text(
             decision["budget"],
             ax.get_ylim()[0],
-            f" B* = {decision['budget']} ({state})",
+            f"B* = {decision['budget']} ({state}) ",
             fontsize=8,
             va="bottom",
+            ha="right",  # inside the axes: B* is the last rung when the rule is not met
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(budgets, [str(b) for b in budgets])

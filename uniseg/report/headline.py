@@ -26,6 +26,14 @@ ARM_NAMES = {
     "oracle-out": "oracle-out",
     "crbce-paper": "C-R BCE (paper's regime)",
 }
+
+
+def pair_name(key: str) -> str:
+    """A paired difference's key as read ("nullbce_minus_ce_cosine" -> "Null BCE − CE (cosine)")."""
+    a, b = (part.replace("_", "-") for part in key.split("_minus_"))
+    return f"{ARM_NAMES.get(a, a)} − {ARM_NAMES.get(b, b)}"
+
+
 # The full-union readout's columns, where a headline has them (experiments/headline.py's keys).
 FULL_UNION = {"union_iou": "full-union IoU", "union_iou_reachable": "full-union IoU, reachable cells"}
 # The columns of a world's table of arms and of its paired differences.

@@ -306,18 +306,19 @@ def convergence_section(c: Converged) -> list[str]:
 
 def ladder_section(ladder: dict, figure: str | None) -> list[str]:
     """The budget ladder (`make ladder`, reports/seeds/<profile>/ladder.json): where its rule stands, the
-    seen means per arm and budget, and the learning curves."""
-    from uniseg.report.headline import ARM_NAMES
+    seen means per arm and budget, once B* is fixed the unseen paired differences per budget, and the
+    learning curves."""
+    from uniseg.report.headline import ARM_NAMES, pair_name
 
     decision, curve = ladder["decision"], ladder["curve"]
     budgets = sorted({b for points in curve.values() for b, seeds in points.items() if seeds})
 
-    def cell(points: dict, budget: int) -> str:
+    def cell(points: dict, budget: int, signed: bool = False) -> str:
         seeds = points.get(budget)
         if not seeds:
             return ""
         mean = sum(seeds.values()) / len(seeds)
-        return f"{mean:.1f}" + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
+        return f"{mean:{'+' if signed else ''}.1f}" + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
 
     rows = [[ARM_NAMES.get(arm, arm), *(cell(points, b) for b in budgets)] for arm, points in curve.items()]
     if decision.get("budget") is None:
@@ -341,6 +342,24 @@ def ladder_section(ladder: dict, figure: str | None) -> list[str]:
         *markdown_table(["arm", *(str(b) for b in budgets)], rows, "l" + "r" * len(budgets)),
         "",
     ]
+    pairs = {pair: points for pair, points in ladder.get("unseen", {}).items() if points}
+    if pairs:
+        pair_budgets = sorted({b for points in pairs.values() for b in points})
+        lines += [
+            "Once B* was fixed, every rung's models were scored on the unseen sets as well: the paired "
+            "differences of the unseen mean (mIoU points, mean over the seeds run) against the budget, "
+            "how the verdict moves with training:",
+            "",
+            *markdown_table(
+                ["paired difference", *(str(b) for b in pair_budgets)],
+                [
+                    [pair_name(pair), *(cell(points, b, signed=True) for b in pair_budgets)]
+                    for pair, points in pairs.items()
+                ],
+                "l" + "r" * len(pair_budgets),
+            ),
+            "",
+        ]
     if figure:
         lines += [f"![budget ladder]({figure})", ""]
     return lines
