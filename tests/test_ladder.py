@@ -221,3 +221,19 @@ def test_results_md_sets_the_converged_headline_beside_the_short_one():
     )
     assert "![paired differences over seeds at convergence](figures/results/headline_converged.png)" in text
     assert "At convergence" not in results_markdown(metrics, {"base": "nullbce"}, ["cityscapes"], None, [])
+
+
+def test_the_committed_converged_profile_is_what_the_ladders_decision_writes(tmp_path):
+    """params.converged.yaml is written, never edited: the committed one equals what `experiments converged`
+    writes from the committed ladder's decision (B*, R*, the unseen sets scored)."""
+    import json
+
+    from uniseg.experiments.ladder import write_converged
+    from uniseg.params import load_params
+
+    decision = json.loads((ROOT / "reports/seeds/ladder/ladder.json").read_text())["decision"]
+    written = write_converged(ROOT / "params.ladder.yaml", decision, tmp_path / "p.yaml", "ladder")
+    assert written.read_text() == (ROOT / "params.converged.yaml").read_text()
+    converged = load_params(ROOT / "params.converged.yaml")
+    assert (converged.train.iters, converged.retrain.iters) == (decision["budget"], decision["retrain"])
+    assert converged.evaluate.unseen, "the converged profile scores the unseen sets"
