@@ -216,8 +216,8 @@ def restamp(
         rungs = [b for b in BUDGETS if (RESULTS / rung_name(name, b)).is_dir()]
         # A rung's results were scored either on the seen splits only or, once B* was fixed, on the unseen
         # sets too (`ladder --unseen`): each is carried over under the rung params it was computed with.
-        # Runners are made one after the other: a rung's runners share its params file.
-        # (make the runner, which results it carries over: None for all, else scored unseen or not)
+        # Runners are made one after the other (a rung's two share its params file): (make one, which
+        # results it carries over: None for all, else those scored on the unseen sets or those not).
         runners = [(lambda: _runner(params), None)]
         for budget in rungs:
             for unseen in (False, True):
