@@ -237,3 +237,14 @@ def test_the_committed_converged_profile_is_what_the_ladders_decision_writes(tmp
     converged = load_params(ROOT / "params.converged.yaml")
     assert (converged.train.iters, converged.retrain.iters) == (decision["budget"], decision["retrain"])
     assert converged.evaluate.unseen, "the converged profile scores the unseen sets"
+
+
+def test_restamp_refuses_a_revision_that_is_not_a_commit():
+    from typer.testing import CliRunner
+
+    from uniseg.experiments.__main__ import app
+
+    result = CliRunner().invoke(
+        app, ["restamp", "--since", "no-such-revision", "--params", "params.ladder.yaml"]
+    )
+    assert result.exit_code == 1 and "--since no-such-revision: not a commit" in result.output, result.output

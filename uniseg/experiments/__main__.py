@@ -212,6 +212,13 @@ def restamp(
     from uniseg.experiments.ladder import BUDGETS, rung_name
 
     with exit_on_user_error():
+        found = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}"], capture_output=True
+        )
+        if found.returncode != 0:
+            raise UserError(
+                f"--since {since}: not a commit of this repository (`git log --oneline` lists them)"
+            )
         name = profile_name(params)  # and, for a ladder's profile, its rungs'
         rungs = [b for b in BUDGETS if (RESULTS / rung_name(name, b)).is_dir()]
         # A rung's results were scored either on the seen splits only or, once B* was fixed, on the unseen

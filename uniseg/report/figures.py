@@ -193,7 +193,7 @@ def plot_ladder(curve: dict, decision: dict, path: Path, unseen: dict | None = N
         for pair, points in pairs.items():
             _budget_line(ax, points, pair_name(pair))
         ax.axhline(0, color="grey", lw=1, ls="--")
-        _budget_axis(ax, sorted({int(k) for p in pairs.values() for k in p}), decision)
+        _budget_axis(ax, sorted({b for points in pairs.values() for b in points}), decision)
         ax.set_ylabel("paired difference of the unseen mean (mIoU points)")
         ax.set_title("How the verdict moves with the budget (world 0)")
     fig.tight_layout()
